@@ -1,0 +1,1 @@
+"""mnas-surrogate search: objectives, reward, sweeps and controllers, the ``mnas`` CLI."""

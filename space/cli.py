@@ -1,0 +1,178 @@
+"""CLI verbs owned by :mod:`space`: ``mnas arch`` and ``mnas space``.
+
+Also the small pieces every verb shares: an argument parser whose errors are one
+line on stderr with exit code 2, and JSON printing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+
+class UsageError(ValueError):
+    """Bad command-line input (printed as one line, exit code 2)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as JSON (numpy scalars converted)."""
+    def default(o):
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return float(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    json.dump(obj, sys.stdout, indent=2, default=default)
+    sys.stdout.write("\n")
+
+
+def _table(rows: list[dict], cols: list[str]) -> str:
+    widths = {c: max(len(c), *(len(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c])) for r in rows))
+              for c in cols}
+    fmt = lambda v: f"{v:,}" if isinstance(v, int) else str(v)  # noqa: E731
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    for r in rows:
+        lines.append("  ".join(fmt(r[c]).rjust(widths[c]) if isinstance(r[c], int)
+                               else fmt(r[c]).ljust(widths[c]) for c in cols))
+    return "\n".join(lines)
+
+
+# -- mnas arch -----------------------------------------------------------------------
+def arch_summary(text: str, resolution: int | None = None) -> dict:
+    """Counts and per-stage table of a named or written architecture."""
+    from .blockstring import format_arch
+    from .counting import count, stage_table
+    from .reference import resolve_arch
+
+    arch = resolve_arch(text)
+    if resolution is not None:
+        arch = arch.replace(resolution=resolution)
+    c = count(arch)
+    return {"params": c.params, "madds": c.madds, "macs_thop": c.macs_thop,
+            "name": arch.name, "arch": format_arch(arch), "resolution": arch.resolution,
+            "layers": len(arch.layers()), "stages": stage_table(arch)}
+
+
+def _cmd_arch_show(args) -> int:
+    info = arch_summary(args.arch, args.resolution)
+    if args.json:
+        print_json(info)
+        return 0
+    title = info["name"] or "architecture"
+    print(f"{title} @ {info['resolution']}x{info['resolution']}")
+    print(f"  string : {info['arch']}")
+    print(f"  params : {info['params']:,}")
+    print(f"  MAdds  : {info['madds']:,} ({info['madds'] / 1e6:.1f}M)")
+    print(f"  layers : {info['layers']}")
+    print()
+    print(_table(info["stages"], ["stage", "block", "input", "output", "params", "madds"]))
+    return 0
+
+
+def _cmd_arch_list(args) -> int:
+    from .counting import count
+    from .reference import REFERENCE
+
+    rows = []
+    for name in sorted(REFERENCE):
+        a = REFERENCE[name]
+        c = count(a)
+        rows.append({"name": name, "resolution": a.resolution, "params": c.params, "madds": c.madds})
+    if args.json:
+        print_json(rows)
+    else:
+        print(_table(rows, ["name", "resolution", "params", "madds"]))
+    return 0
+
+
+# -- mnas space ----------------------------------------------------------------------
+def _cmd_space_info(args) -> int:
+    from .spaces import get_space
+
+    sp = get_space(args.space)
+    info = sp.info()
+    info["n_operator_configs"] = len(sp.operator_configs())
+    if args.json:
+        print_json(info)
+        return 0
+    print(f"{info['name']}: {info['description']}")
+    print(f"  decisions: {info['n_decisions']}, index vectors: {info['size']:.4g}, "
+          f"distinct operator configurations: {info['n_operator_configs']}")
+    for d in info["decisions"]:
+        print(f"  {d['name']:<14} {d['choices']}")
+    return 0
+
+
+def _cmd_space_sample(args) -> int:
+    from .blockstring import format_arch
+    from .counting import count
+    from .spaces import get_space
+
+    sp = get_space(args.space)
+    if args.n < 1:
+        raise UsageError(f"-n must be >= 1, got {args.n}")
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for idx in sp.sample_indices(rng, args.n):
+        a = sp.to_arch(idx)
+        c = count(a)
+        rows.append({"arch": format_arch(a), "indices": [int(v) for v in idx],
+                     "params": c.params, "madds": c.madds})
+    if args.json:
+        print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['params']:>10,} {r['madds'] / 1e6:8.1f}M  {r['arch']}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``arch`` and ``space`` to the root parser's subcommands."""
+    from .spaces import space_names
+
+    p = sub.add_parser("arch", help="show reference or written architectures")
+    asub = p.add_subparsers(dest="arch_cmd", required=True, parser_class=OneLineParser)
+    s = asub.add_parser("show", help="params, MAdds and per-stage table")
+    s.add_argument("arch", help="a reference name (mnas arch list) or an architecture string")
+    s.add_argument("--resolution", type=_positive_int, default=None)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_arch_show)
+    s = asub.add_parser("list", help="the reference registry")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_arch_list)
+
+    p = sub.add_parser("space", help="inspect and sample search spaces")
+    ssub = p.add_subparsers(dest="space_cmd", required=True, parser_class=OneLineParser)
+    s = ssub.add_parser("info", help="decisions, size, operator configurations")
+    s.add_argument("space", choices=space_names())
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_space_info)
+    s = ssub.add_parser("sample", help="random architectures of a space")
+    s.add_argument("space", choices=space_names())
+    s.add_argument("-n", type=_positive_int, default=5)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_space_sample)

@@ -1,0 +1,92 @@
+"""Reference architectures, written as the authors' block strings.
+
+Counts at 224x224 (see :mod:`space.counting`) equal the published figures:
+mnasnet-a1 3,887,038 params / 311.6M MAdds; mnasnet-b1 4,383,312 (= torchvision
+``mnasnet1_0``); mnasnet-b1 x0.5/x0.75/x1.3 2,218,512 / 3,170,208 / 6,282,256;
+mnasnet-small 2,030,416; mobilenetv2-1.0 3,504,872 / 300.8M.
+
+mnasnet-small: the release writes its first stage ``r1_k3_s11_e1_i16_o8`` after an
+8-channel stem; the TF model takes its real input width from the tensor (8) and the
+identity skip is off because the declared 16 != 8. We write the equivalent,
+consistent ``r1_k3_s11_e1_i8_o8_noskip``.
+"""
+from __future__ import annotations
+
+from .arch import Arch, scale_width
+from .blockstring import parse_arch
+
+_A1 = ("r1_k3_s11_e1_i32_o16_noskip,r2_k3_s22_e6_i16_o24,r3_k5_s22_e3_i24_o40_se0.25,"
+       "r4_k3_s22_e6_i40_o80,r2_k3_s11_e6_i80_o112_se0.25,r3_k5_s22_e6_i112_o160_se0.25,"
+       "r1_k3_s11_e6_i160_o320")
+_B1 = ("r1_k3_s11_e1_i32_o16_noskip,r3_k3_s22_e3_i16_o24,r3_k5_s22_e3_i24_o40,"
+       "r3_k5_s22_e6_i40_o80,r2_k3_s11_e6_i80_o96,r4_k5_s22_e6_i96_o192,"
+       "r1_k3_s11_e6_i192_o320_noskip")
+_SMALL = ("stem8_drop0.0:r1_k3_s11_e1_i8_o8_noskip,r1_k3_s22_e3_i8_o16,r2_k3_s22_e6_i16_o16,"
+          "r4_k5_s22_e6_i16_o32_se0.25,r3_k3_s11_e6_i32_o32_se0.25,"
+          "r3_k5_s22_e6_i32_o88_se0.25,r1_k3_s11_e6_i88_o144")
+_D1 = ("r1_k3_s11_e9_i32_o24,r3_k3_s22_e9_i24_o36,r5_k3_s22_e9_i36_o48,r4_k5_s22_e9_i48_o96,"
+       "r5_k7_s11_e3_i96_o96,r3_k3_s22_e9_i96_o80,r1_k7_s11_e6_i80_o320_noskip")
+_MBV2 = ("relu6:r1_k3_s11_e1_i32_o16,r2_k3_s22_e6_i16_o24,r3_k3_s22_e6_i24_o32,"
+         "r4_k3_s22_e6_i32_o64,r3_k3_s11_e6_i64_o96,r3_k3_s22_e6_i96_o160,r1_k3_s11_e6_i160_o320")
+_EFFB0 = ("silu_div8:r1_k3_s11_e1_i32_o16_se0.25,r2_k3_s22_e6_i16_o24_se0.25,"
+          "r2_k5_s22_e6_i24_o40_se0.25,r3_k3_s22_e6_i40_o80_se0.25,"
+          "r3_k5_s11_e6_i80_o112_se0.25,r4_k5_s22_e6_i112_o192_se0.25,"
+          "r1_k3_s11_e6_i192_o320_se0.25")
+
+MBV2_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+MBV2_RESOLUTIONS = (96, 128, 160, 192, 224)
+B1_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+def _named(arch: Arch, name: str) -> Arch:
+    return arch.replace(name=name)
+
+
+def _build_registry() -> dict[str, Arch]:
+    reg: dict[str, Arch] = {}
+    a1, b1 = parse_arch(_A1), parse_arch(_B1)
+    reg["mnasnet-a1"] = a1
+    reg["mnasnet-a1-0.35"] = scale_width(a1, 0.35)
+    reg["mnasnet-b1"] = b1
+    for m in B1_WIDTHS:
+        if m != 1.0:
+            reg[f"mnasnet-b1-{m}"] = scale_width(b1, m)
+    reg["mnasnet-small"] = parse_arch(_SMALL)
+    reg["mnasnet-d1"] = parse_arch(_D1)
+    mbv2 = parse_arch(_MBV2)
+    for m in MBV2_WIDTHS:
+        base = mbv2 if m == 1.0 else scale_width(mbv2, m, scale_head=True)
+        for r in MBV2_RESOLUTIONS:
+            key = f"mobilenetv2-{m}" + ("" if r == 224 else f"-{r}")
+            reg[key] = base.replace(resolution=r)
+    reg["efficientnet-b0"] = parse_arch(_EFFB0)
+    return {k: _named(v, k) for k, v in reg.items()}
+
+
+REFERENCE: dict[str, Arch] = _build_registry()
+
+
+def reference_names() -> list[str]:
+    """Names of all registered reference architectures."""
+    return sorted(REFERENCE)
+
+
+def get_reference(name: str) -> Arch:
+    """A reference architecture by name (``ValueError`` lists close names)."""
+    try:
+        return REFERENCE[name]
+    except KeyError:
+        close = [n for n in REFERENCE if n.split("-")[0] == name.split("-")[0]] or reference_names()
+        raise ValueError(f"unknown architecture name {name!r}; known: {', '.join(close)}") from None
+
+
+def resolve_arch(text: str) -> Arch:
+    """A registered name or an architecture string."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("expected an architecture name or string, got an empty value")
+    text = text.strip()
+    if text in REFERENCE:
+        return REFERENCE[text]
+    if "_" not in text:
+        return get_reference(text)
+    return parse_arch(text)

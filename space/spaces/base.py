@@ -1,0 +1,357 @@
+"""The interface every search space implements.
+
+A space is a list of categorical :class:`Decision` s. An architecture in the space
+is a vector of choice indices (``idx``, one int per decision). Spaces map index
+vectors to :class:`~space.arch.Arch` and back, sample, mutate, encode for learned
+models (one-hot and ordinal, vectorised over batches) and enumerate the distinct
+per-layer operator configurations a latency table must cover.
+
+Equivalent index vectors (that build the same network) share one canonical form;
+:meth:`SearchSpace.to_arch` always builds the canonical network, and
+:meth:`SearchSpace.from_arch` returns canonical indices.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..arch import Arch, Block, LayerConfig
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical decision: a name and its choices (display values)."""
+
+    name: str
+    choices: tuple
+
+    @property
+    def n(self) -> int:
+        return len(self.choices)
+
+
+class SearchSpace:
+    """Base class. Subclasses define ``name``, ``positions`` and ``_make_block``.
+
+    A *position* is a group of consecutive decisions that produce one stage (or
+    nothing); ``_make_block(pos, sub_idx, in_ch)`` returns that stage's Block or
+    None.
+    """
+
+    name: str = ""
+    description: str = ""
+    #: per position, the decisions it owns
+    positions: tuple[tuple[Decision, ...], ...] = ()
+    #: architecture-level settings shared by every member
+    arch_defaults: dict = {}
+
+    # -- structure ----------------------------------------------------------------
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        return tuple(d for pos in self.positions for d in pos)
+
+    @property
+    def cardinalities(self) -> np.ndarray:
+        return np.array([d.n for d in self.decisions], dtype=np.int64)
+
+    @property
+    def n_decisions(self) -> int:
+        return len(self.decisions)
+
+    @property
+    def size(self) -> int:
+        """Number of index vectors (before merging equivalent ones)."""
+        return math.prod(d.n for d in self.decisions)
+
+    @property
+    def onehot_width(self) -> int:
+        return int(self.cardinalities.sum())
+
+    def _offsets(self) -> list[int]:
+        out, o = [], 0
+        for pos in self.positions:
+            out.append(o)
+            o += len(pos)
+        return out
+
+    # -- validation -----------------------------------------------------------------
+    def check_indices(self, idx: Sequence[int]) -> tuple[int, ...]:
+        """Validate one index vector; ``ValueError`` names the bad decision."""
+        try:
+            vals = tuple(int(v) for v in idx)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.name}: expected a sequence of {self.n_decisions} ints, "
+                             f"got {idx!r}") from None
+        if len(vals) != self.n_decisions:
+            raise ValueError(f"{self.name}: expected {self.n_decisions} decisions, got {len(vals)}")
+        for v, d in zip(vals, self.decisions):
+            if not 0 <= v < d.n:
+                raise ValueError(f"{self.name}: decision {d.name!r} index {v} out of range "
+                                 f"0..{d.n - 1} (choices {list(d.choices)})")
+        return vals
+
+    def _check_batch(self, idx: np.ndarray) -> np.ndarray:
+        arr = np.asarray(idx)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.n_decisions:
+            raise ValueError(f"{self.name}: expected an (n, {self.n_decisions}) index array, "
+                             f"got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"{self.name}: index array must be integer, got {arr.dtype}")
+        card = self.cardinalities
+        if (arr < 0).any() or (arr >= card).any():
+            bad = np.argwhere((arr < 0) | (arr >= card))[0]
+            raise ValueError(f"{self.name}: decision {self.decisions[bad[1]].name!r} has index "
+                             f"{arr[bad[0], bad[1]]} out of range in row {bad[0]}")
+        return arr.astype(np.int64)
+
+    # -- decode / encode -----------------------------------------------------------------
+    def _make_block(self, pos: int, sub: tuple[int, ...], in_ch: int) -> Block | None:
+        raise NotImplementedError
+
+    def canonical(self, idx: Sequence[int]) -> tuple[int, ...]:
+        """The canonical representative of ``idx``'s equivalence class."""
+        return self.check_indices(idx)
+
+    def to_arch(self, idx: Sequence[int]) -> Arch:
+        """Decode an index vector into its (canonical) network."""
+        vals = self.canonical(idx)
+        blocks: list[Block] = []
+        cin = self.arch_defaults.get("stem_ch", 32)
+        offs = self._offsets()
+        for p, pos in enumerate(self.positions):
+            b = self._make_block(p, vals[offs[p]: offs[p] + len(pos)], cin)
+            if b is not None:
+                blocks.append(b)
+                cin = b.out_ch
+        return Arch(blocks=tuple(blocks), **self.arch_defaults)
+
+    def from_arch(self, arch: Arch) -> tuple[int, ...]:
+        """Canonical index vector of a network of this space (``ValueError`` if none)."""
+        found = self._search_indices(arch)
+        if _same_network(self.to_arch(found), arch):
+            return self.canonical(found)
+        raise ValueError(f"architecture is not in space {self.name!r}: {arch}")
+
+    def _search_indices(self, arch: Arch) -> tuple[int, ...]:
+        """Greedy position-by-position match of ``arch``'s blocks (override if needed)."""
+        if not isinstance(arch, Arch):
+            raise ValueError(f"expected an Arch, got {type(arch).__name__}")
+        for k, v in self.arch_defaults.items():
+            if getattr(arch, k) != v:
+                raise ValueError(f"architecture is not in space {self.name!r}: {k} is "
+                                 f"{getattr(arch, k)!r}, the space uses {v!r}")
+        blocks = list(arch.blocks)
+        cin = arch.stem_ch
+        out: list[int] = []
+        for p, pos in enumerate(self.positions):
+            want = blocks[0] if blocks else None
+            match = empty = None
+            for sub in _product([d.n for d in pos]):
+                b = self._make_block(p, sub, cin)
+                if b is None:
+                    if empty is None:
+                        empty = sub
+                elif want is not None and _same_block(b, want):
+                    match = sub
+                    break
+            if match is not None:
+                out.extend(match)
+                cin = blocks.pop(0).out_ch
+            elif empty is not None:
+                out.extend(empty)
+            else:
+                raise ValueError(f"architecture is not in space {self.name!r}: stage "
+                                 f"{len(arch.blocks) - len(blocks) + 1} "
+                                 f"({want if want is not None else 'missing'}) has no match at "
+                                 f"position {p + 1}")
+        if blocks:
+            raise ValueError(f"architecture is not in space {self.name!r}: "
+                             f"{len(blocks)} stage(s) left over")
+        return tuple(out)
+
+    # -- sampling ------------------------------------------------------------------
+    def sample_indices(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` canonical index vectors drawn uniformly over index vectors."""
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        raw = np.stack([rng.integers(0, d.n, size=n) for d in self.decisions], axis=1)
+        return np.array([self.canonical(r) for r in raw], dtype=np.int64).reshape(n, -1)
+
+    def sample(self, rng: np.random.Generator) -> Arch:
+        """One random (canonical) network."""
+        return self.to_arch(self.sample_indices(rng, 1)[0])
+
+    def mutate(self, idx: Sequence[int], rng: np.random.Generator, n_changes: int = 1) -> tuple[int, ...]:
+        """Change ``n_changes`` decisions so that the canonical network changes."""
+        vals = list(self.canonical(idx))
+        base = tuple(vals)
+        for _ in range(100):
+            cand = list(base)
+            for j in rng.choice(self.n_decisions, size=min(n_changes, self.n_decisions), replace=False):
+                d = self.decisions[j]
+                if d.n > 1:
+                    cand[j] = int((cand[j] + rng.integers(1, d.n)) % d.n)
+            out = self.canonical(cand)
+            if out != base:
+                return out
+        raise ValueError(f"{self.name}: could not mutate {base} to a different network")
+
+    # -- numeric encodings ----------------------------------------------------------
+    def onehot(self, idx) -> np.ndarray:
+        """One-hot encoding, shape ``(n, onehot_width)`` (float32)."""
+        arr = self._check_batch(idx)
+        offs = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]])
+        out = np.zeros((arr.shape[0], self.onehot_width), dtype=np.float32)
+        rows = np.repeat(np.arange(arr.shape[0]), arr.shape[1])
+        out[rows, (arr + offs).ravel()] = 1.0
+        return out
+
+    def from_onehot(self, x) -> np.ndarray:
+        """Inverse of :meth:`onehot` (argmax within each decision's group)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.onehot_width:
+            raise ValueError(f"{self.name}: expected one-hot width {self.onehot_width}, "
+                             f"got shape {x.shape}")
+        out = np.empty((x.shape[0], self.n_decisions), dtype=np.int64)
+        o = 0
+        for j, d in enumerate(self.decisions):
+            out[:, j] = x[:, o: o + d.n].argmax(axis=1)
+            o += d.n
+        return out
+
+    def ordinal(self, idx) -> np.ndarray:
+        """Ordinal encoding: each index scaled to [0, 1], shape ``(n, n_decisions)``."""
+        arr = self._check_batch(idx)
+        denom = np.maximum(self.cardinalities - 1, 1)
+        return (arr / denom).astype(np.float32)
+
+    def from_ordinal(self, x) -> np.ndarray:
+        """Inverse of :meth:`ordinal` (rounds to the nearest choice)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != self.n_decisions:
+            raise ValueError(f"{self.name}: expected {self.n_decisions} ordinal columns, got {x.shape}")
+        denom = np.maximum(self.cardinalities - 1, 1)
+        return np.clip(np.rint(x * denom), 0, self.cardinalities - 1).astype(np.int64)
+
+    # -- operator configurations ---------------------------------------------------
+    def operator_configs(self) -> list[LayerConfig]:
+        """Every distinct operator configuration of the space: stem, layers, heads.
+
+        Identity layers (which compute nothing) are left out. Sorted by key.
+        """
+        seen: dict[str, LayerConfig] = {}
+        stub = Arch(blocks=(Block(1, 3, 1, 1, self.arch_defaults.get("stem_ch", 32), 8),),
+                    **self.arch_defaults)
+        seen_stem = stub.stem_config()
+        seen[seen_stem.key()] = seen_stem
+        size = stub.stem_out()
+        ins: set[int] = {self.arch_defaults.get("stem_ch", 32)}
+        for p, pos in enumerate(self.positions):
+            nxt: set[int] = set()
+            sizes: set[int] = set()
+            for sub in _product([d.n for d in pos]):
+                for cin in sorted(ins):
+                    b = self._make_block(p, sub, cin)
+                    if b is None:
+                        nxt.add(cin)
+                        sizes.add(size)
+                        continue
+                    a = Arch(blocks=(b,), **{**self.arch_defaults, "resolution": 8, "stem_stride": 1,
+                                             "stem_ch": cin})
+                    for lc in _layers_at(a, b, size):
+                        if not lc.is_identity:
+                            seen.setdefault(lc.key(), lc)
+                        sizes.add(lc.out_h)
+                    nxt.add(b.out_ch)
+            if len(sizes) != 1:
+                raise RuntimeError(f"{self.name}: position {p} leads to several spatial sizes")
+            size = sizes.pop()
+            ins = nxt
+        for cin in sorted(ins):
+            lc = LayerConfig(op="head", h=size, w=size, in_ch=cin,
+                             out_ch=self.arch_defaults.get("head_ch", 1280), kernel=1, stride=1,
+                             expand=1, se=0.0, skip="none", groups=1,
+                             act=self.arch_defaults.get("act", "relu"),
+                             num_classes=self.arch_defaults.get("num_classes", 1000))
+            seen[lc.key()] = lc
+        return [seen[k] for k in sorted(seen)]
+
+    def enumerate(self, limit: int = 1_000_000) -> Iterable[tuple[int, ...]]:
+        """All canonical index vectors, for spaces small enough (``ValueError`` otherwise)."""
+        if self.size > limit:
+            raise ValueError(f"{self.name} has {self.size:.3g} index vectors; enumerate() stops at {limit}")
+        seen = set()
+        for v in _product([d.n for d in self.decisions]):
+            c = self.canonical(v)
+            if c not in seen:
+                seen.add(c)
+                yield c
+
+    def info(self) -> dict:
+        """A JSON-friendly summary of the space."""
+        return {"name": self.name, "description": self.description,
+                "n_decisions": self.n_decisions, "size": self.size,
+                "decisions": [{"name": d.name, "choices": [_jsonable(c) for c in d.choices]}
+                              for d in self.decisions],
+                "arch_defaults": dict(self.arch_defaults)}
+
+
+def _jsonable(v):
+    return v if isinstance(v, (int, float, str)) or v is None else str(v)
+
+
+def _product(cards: list[int]):
+    """Index tuples over ``cards`` in lexicographic order."""
+    if not cards:
+        yield ()
+        return
+    import itertools
+
+    yield from itertools.product(*[range(c) for c in cards])
+
+
+def _layers_at(a: Arch, b: Block, size: int) -> list[LayerConfig]:
+    out = []
+    cin = b.in_ch
+    for r in range(b.repeats if b.repeats < 2 else 2):  # repeats 2..n share one config
+        stride = b.stride if r == 0 else 1
+        lc = LayerConfig(op=b.op, h=size, w=size, in_ch=cin, out_ch=b.out_ch, kernel=b.kernel,
+                         stride=stride, expand=b.expand, se=b.se, skip=b.skip, groups=b.groups,
+                         act=a.act, expand_divisor=a.expand_divisor)
+        out.append(lc)
+        size = lc.out_h
+        cin = b.out_ch
+    return out
+
+
+def _same_block(x: Block, y: Block) -> bool:
+    """Blocks that build the same layers (the skip choice may differ where it is moot)."""
+    if x == y:
+        return True
+    if x.replace(skip=y.skip) != y:
+        return False
+    return _residuals(x) == _residuals(y)
+
+
+def _residuals(b: Block) -> tuple[str, ...]:
+    out = []
+    for r in range(b.repeats):
+        lc = LayerConfig(op=b.op, h=8, w=8, in_ch=b.in_ch if r == 0 else b.out_ch, out_ch=b.out_ch,
+                         kernel=b.kernel, stride=b.stride if r == 0 else 1, expand=b.expand,
+                         se=b.se, skip=b.skip, groups=b.groups, act="relu")
+        out.append(lc.residual)
+    return tuple(out)
+
+
+def _same_network(x: Arch, y: Arch) -> bool:
+    return (x.replace(blocks=y.blocks) == y and len(x.blocks) == len(y.blocks)
+            and all(_same_block(a, b) for a, b in zip(x.blocks, y.blocks)))

@@ -1,0 +1,1 @@
+"""mnas-surrogate latency: device measurement, latency tables and predictors."""
