@@ -23,7 +23,117 @@ def build_parser() -> OneLineParser:
         surrogate_cli = None
     if surrogate_cli is not None and hasattr(surrogate_cli, "register"):
         surrogate_cli.register(sub)
+    _register_search(sub)
+    try:
+        from search.train.cli import register as register_train
+    except ImportError:  # pragma: no cover - training extras absent
+        register_train = None
+    if register_train is not None:
+        register_train(sub)
     return parser
+
+
+def _add_sweep_args(p, controller: bool) -> None:
+    from space.spaces import space_names
+
+    from .sweep import SAMPLERS
+
+    p.add_argument("--space", default="anb", choices=space_names())
+    p.add_argument("--profile", default="cpu-litert")
+    p.add_argument("--accuracy", default="anb", help="accuracy objective: anb, macro, proxy-train")
+    if controller:
+        p.add_argument("--controller", default="ppo", choices=("ppo", "evolution", "random"))
+    else:
+        p.add_argument("--sampler", default="nsga2", choices=SAMPLERS)
+    p.add_argument("--trials", type=_pos_int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=_pos_int, default=8, help="trials asked per round")
+    p.add_argument("--storage", default=None,
+                   help="study storage: sqlite:///sweep.db, another SQLAlchemy URL, or journal:./sweep.log")
+    p.add_argument("--study-name", default=None)
+    p.add_argument("--latency-target", type=float, default=None, metavar="T_MS")
+    p.add_argument("--reward", default="soft", choices=("soft", "hard"))
+    p.add_argument("--no-seed-reference", action="store_true",
+                   help="do not enqueue the reference networks of the space")
+    p.add_argument("--remeasure", type=int, default=3, metavar="K",
+                   help="time the K front networks nearest the target on the device (0: off)")
+    p.add_argument("--data", default=None, help="benchmark data folder (for --accuracy macro)")
+    p.add_argument("--predictor", default=None, help="a saved latency predictor folder")
+    p.add_argument("--out", default=None, help="output folder (default mnas_runs/<study>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+
+def _pos_int(text: str) -> int:
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _cmd_sweep(args) -> int:
+    from .accuracy import get_accuracy
+    from .latency import PredictedLatency
+    from .sweep import SweepConfig, remeasure_finalists, run_sweep, write_summary
+
+    controller_name = getattr(args, "controller", None)
+    cfg = SweepConfig(space=args.space, profile=args.profile, accuracy=args.accuracy,
+                      sampler=getattr(args, "sampler", "random") if not controller_name else "random",
+                      controller=controller_name, trials=args.trials, seed=args.seed,
+                      batch=args.batch, storage=args.storage, study_name=args.study_name,
+                      latency_target_ms=args.latency_target, reward=args.reward,
+                      seed_reference=not args.no_seed_reference, out_dir=args.out, data=args.data)
+    acc = get_accuracy(args.accuracy, data=args.data)
+    lat = PredictedLatency(args.profile, args.space, args.predictor)
+    ctrl = None
+    if controller_name:
+        from space.spaces import get_space
+
+        from .controllers import make_controller
+
+        ctrl = make_controller(controller_name, get_space(args.space), seed=args.seed)
+    res = run_sweep(cfg, acc, lat, progress=not args.no_progress, controller=ctrl)
+    if args.remeasure:
+        remeasure_finalists(res, args.remeasure, progress=not args.no_progress)
+    write_summary(res, res.files["summary"])
+    if args.json:
+        from space.cli import print_json
+
+        d = res.as_dict()
+        print_json({"pareto": d["pareto"], "hypervolume": d["hypervolume"], "trials": d["trials"],
+                    **{k: v for k, v in d.items() if k not in ("pareto", "hypervolume", "trials")}})
+        return 0
+    print(f"{res.trials} trials of {cfg.name} ({res.evaluated_here} evaluated here, "
+          f"{res.trials_per_s:.0f}/s); latency target T = {res.latency_target_ms:.2f} ms")
+    print(f"hypervolume {res.hypervolume:.4f} (reference point: latency "
+          f"{res.hypervolume_reference['latency_ms']:.2f} ms, accuracy {res.hypervolume_reference['accuracy']})")
+    print(f"Pareto front ({len(res.pareto)} networks):")
+    print(f"  {'latency ms':>10} {'accuracy':>8}  architecture")
+    for p in res.pareto:
+        print(f"  {p['latency_ms']:10.3f} {100 * p['accuracy']:7.2f}%  {p['arch']}")
+    if res.finalists:
+        print("finalists re-measured on the device:")
+        for f in res.finalists:
+            m = f"{f['measured_ms']:.3f}" if f["measured_ms"] else "n/a"
+            err = f"{100 * f['error']:+.1f}%" if f["error"] is not None else ""
+            print(f"  predicted {f['latency_ms']:8.3f} ms, measured {m} ms {err}"
+                  f"{'  <-- disagrees by more than 10%' if f['flag'] else ''}")
+    print("files: " + ", ".join(f"{k}={v}" for k, v in res.files.items()))
+    return 0
+
+
+def _register_search(sub) -> None:
+    p = sub.add_parser("sweep", help="multi-objective sweep (accuracy x predicted latency) with Optuna")
+    _add_sweep_args(p, controller=False)
+    p.set_defaults(func=_cmd_sweep)
+    p = sub.add_parser("search", help="controller-driven search (PPO, evolution, random) on the MnasNet reward")
+    _add_sweep_args(p, controller=True)
+    p.set_defaults(func=_cmd_sweep)
 
 
 def main(argv: list[str] | None = None) -> int:

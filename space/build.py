@@ -136,22 +136,19 @@ def _modules():
             return self.classifier(self.dropout(x))
 
     class Stem(nn.Module):
-        def __init__(self, arch: Arch):
+        def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, act: str):
             super().__init__()
-            self.stem = _conv_bn(arch.in_ch, arch.stem_ch, arch.stem_kernel, arch.stem_stride,
-                                 act=arch.act)
+            self.stem = _conv_bn(in_ch, out_ch, kernel, stride, act=act)
 
         def forward(self, x):
             return self.stem(x)
 
     class Head(nn.Module):
-        def __init__(self, arch: Arch):
+        def __init__(self, in_ch: int, head_ch: int, num_classes: int, act: str):
             super().__init__()
-            last = arch.blocks[-1].out_ch
-            self.head = (_conv_bn(last, arch.head_ch, 1, act=arch.act) if arch.head_ch
-                         else nn.Sequential())
+            self.head = _conv_bn(in_ch, head_ch, 1, act=act) if head_ch else nn.Sequential()
             self.pool = nn.AdaptiveAvgPool2d(1)
-            self.classifier = nn.Linear(arch.last_ch, arch.num_classes)
+            self.classifier = nn.Linear(head_ch or in_ch, num_classes)
 
         def forward(self, x):
             return self.classifier(self.pool(self.head(x)).flatten(1))
@@ -188,20 +185,19 @@ def build_layer(lc: LayerConfig, *, init_seed: int | None = 0) -> "torch.nn.Modu
         return _init(_modules()["Layer"](lc))
 
 
-def build_stem(arch: Arch, *, init_seed: int = 0) -> "torch.nn.Module":
-    """The stem conv as a module (its own op-table row)."""
+def build_op(lc: LayerConfig, *, init_seed: int = 0) -> "torch.nn.Module":
+    """Any operator configuration (``stem``, ``head`` or a layer) as a module."""
     torch, _ = _torch()
+    mods = _modules()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
-        return _init(_modules()["Stem"](arch))
-
-
-def build_head(arch: Arch, *, init_seed: int = 0) -> "torch.nn.Module":
-    """Head conv + pool + classifier as a module (its own op-table row)."""
-    torch, _ = _torch()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        return _init(_modules()["Head"](arch))
+        if lc.op == "stem":
+            m = mods["Stem"](lc.in_ch, lc.out_ch, lc.kernel, lc.stride, lc.act)
+        elif lc.op == "head":
+            m = mods["Head"](lc.in_ch, lc.out_ch, lc.num_classes, lc.act)
+        else:
+            m = mods["Layer"](lc)
+        return _init(m)
 
 
 def _init(model):
@@ -227,6 +223,6 @@ def input_shape(arch: Arch, batch: int = 1) -> tuple[int, int, int, int]:
     return (batch, arch.in_ch, arch.resolution, arch.resolution)
 
 
-def layer_input_shape(lc: LayerConfig, batch: int = 1) -> tuple[int, int, int, int]:
-    """NCHW input shape of one layer."""
+def op_input_shape(lc: LayerConfig, batch: int = 1) -> tuple[int, int, int, int]:
+    """NCHW input shape of one operator configuration."""
     return (batch, lc.in_ch, lc.h, lc.w)

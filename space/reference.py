@@ -9,6 +9,10 @@ mnasnet-small: the release writes its first stage ``r1_k3_s11_e1_i16_o8`` after 
 8-channel stem; the TF model takes its real input width from the tensor (8) and the
 identity skip is off because the declared 16 != 8. We write the equivalent,
 consistent ``r1_k3_s11_e1_i8_o8_noskip``.
+
+mnasnet-a1-e{3,6}k{3,5}: the paper's Table 6 variants ("MBConv3 (k3x3) only" etc.),
+A1's layers and filters with every stage but the first set to one op; we keep the
+first stage and the SE choices, which the table does not specify.
 """
 from __future__ import annotations
 
@@ -47,6 +51,12 @@ def _build_registry() -> dict[str, Arch]:
     a1, b1 = parse_arch(_A1), parse_arch(_B1)
     reg["mnasnet-a1"] = a1
     reg["mnasnet-a1-0.35"] = scale_width(a1, 0.35)
+    for e in (3, 6):
+        for k in (3, 5):
+            # MnasNet paper Table 6: A1's layers and filters with one op everywhere
+            # (the first, depthwise-separable stage and the SE choices kept)
+            blocks = (a1.blocks[0],) + tuple(b.replace(expand=e, kernel=k) for b in a1.blocks[1:])
+            reg[f"mnasnet-a1-e{e}k{k}"] = a1.replace(blocks=blocks)
     reg["mnasnet-b1"] = b1
     for m in B1_WIDTHS:
         if m != 1.0:

@@ -130,6 +130,42 @@ class SearchSpace:
                 cin = b.out_ch
         return Arch(blocks=tuple(blocks), **self.arch_defaults)
 
+    def position_inputs(self) -> list[tuple[int, list[int]]]:
+        """Per position: its input spatial size and the possible input widths."""
+        stub = Arch(blocks=(Block(1, 3, 1, 1, self.arch_defaults.get("stem_ch", 32), 8),),
+                    **self.arch_defaults)
+        size = stub.stem_out()
+        ins: set[int] = {self.arch_defaults.get("stem_ch", 32)}
+        out = []
+        for p, pos in enumerate(self.positions):
+            out.append((size, sorted(ins)))
+            nxt: set[int] = set()
+            sizes: set[int] = set()
+            for sub in _product([d.n for d in pos]):
+                for cin in sorted(ins):
+                    b = self._make_block(p, sub, cin)
+                    if b is None:
+                        nxt.add(cin)
+                        sizes.add(size)
+                    else:
+                        nxt.add(b.out_ch)
+                        for lc in _layers_at(stub, b, size)[:1]:
+                            sizes.add(lc.out_h)
+            size = sizes.pop()
+            ins = nxt
+        out.append((size, sorted(ins)))  # what the head sees
+        return out
+
+    def block_layers(self, pos: int, sub: tuple[int, ...], in_ch: int, size: int) -> tuple[LayerConfig, ...]:
+        """All layer configurations of position ``pos`` with choices ``sub`` (empty if skipped)."""
+        b = self._make_block(pos, tuple(sub), in_ch)
+        if b is None:
+            return ()
+        a = Arch(blocks=(b,), **{**self.arch_defaults, "resolution": 8, "stem_stride": 1,
+                                  "stem_ch": in_ch})
+        first, *rest = _layers_at(a, b, size)
+        return (first,) + tuple(rest) * (b.repeats - 1)
+
     def from_arch(self, arch: Arch) -> tuple[int, ...]:
         """Canonical index vector of a network of this space (``ValueError`` if none)."""
         found = self._search_indices(arch)

@@ -1,0 +1,151 @@
+"""Latency predictors on this machine's measured tables (issue C's first benchmark).
+
+For each space: the end-to-end table is split by :func:`surrogate.predict.workflow.is_test`
+(about 20% held out). Candidate models are compared by 5-fold cross-validation on
+the training rows only; the best by CV MAPE becomes the default. Every candidate and
+the FlopsLinear / TableSum baselines are then scored once on the held-out rows, and
+compared with the repeatability noise (``bench/repeatability.py``). The operator-level
+model is validated on held-out operators of the op table.
+
+    python bench/cpu_predictors.py --profile cpu-litert --space anb --space mnasnet [--ship]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from surrogate.predict.metrics import latency_metrics, plot_predicted_vs_measured  # noqa: E402
+from surrogate.predict.oplevel import OpLevelModel, row_to_config  # noqa: E402
+from surrogate.predict.optable import OpTable  # noqa: E402
+from surrogate.predict.workflow import (default_predictor_dir, load_timings, make_predictor,  # noqa: E402
+                                        split)
+from surrogate.tables import Table, write_json_atomic  # noqa: E402
+
+CANDIDATES = ("xgb", "mlp", "ridge", "residual-xgb", "residual-ridge", "residual-mlp", "table-sum-cal")
+BASELINES = ("flops-linear", "table-sum", "table-sum-cal")
+
+
+def cv_mape(name: str, space: str, table, archs, y, folds: int = 5, seed: int = 0) -> float:
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(archs))
+    errs = []
+    for f in range(folds):
+        te = order[f::folds]
+        tr = np.setdiff1d(order, te)
+        est = make_predictor(name, space, table).fit([archs[i] for i in tr], y[tr])
+        p = est.predict([archs[i] for i in te])
+        errs.append(np.mean(np.abs(p / y[te] - 1)))
+    return float(np.mean(errs))
+
+
+def op_level_validation(profile: str, space: str, root=None, seed: int = 0) -> dict | None:
+    from surrogate.measure.jobs import tables_dir
+
+    path = tables_dir(root) / profile / f"{space}_ops.csv"
+    if not path.is_file():
+        return None
+    rows = Table.ops(path).read()
+    rng = np.random.default_rng(seed)
+    test = rng.random(len(rows)) < 0.2
+    configs = [row_to_config(r) for r in rows]
+    y = np.array([r["median_ms"] for r in rows])
+    m = OpLevelModel().fit([c for c, t in zip(configs, test) if not t], y[~test])
+    res = latency_metrics(y[test], m.predict([c for c, t in zip(configs, test) if t]))
+    res["train_ops"] = int((~test).sum())
+    return res
+
+
+def run_space(profile: str, space: str, root, out: Path, ship: bool) -> dict:
+    archs, y = load_timings(profile, space, root)
+    tr_a, tr_y, te_a, te_y = split(archs, y)
+    table = OpTable.shipped(profile, space, root)
+    res: dict = {"profile": profile, "space": space, "train_rows": len(tr_a), "test_rows": len(te_a),
+                 "op_table_rows": len(table), "cv_mape": {}, "test": {}, "fit_s": {}}
+    for name in CANDIDATES:
+        res["cv_mape"][name] = cv_mape(name, space, table, tr_a, tr_y)
+    best = min(res["cv_mape"], key=res["cv_mape"].get)
+    res["chosen"] = best
+    preds = {}
+    for name in dict.fromkeys(CANDIDATES + BASELINES):
+        t0 = time.perf_counter()
+        est = make_predictor(name, space, table).fit(tr_a, tr_y)
+        res["fit_s"][name] = time.perf_counter() - t0
+        preds[name] = est.predict(te_a)
+        res["test"][name] = latency_metrics(te_y, preds[name])
+        if ship and name == best:
+            from surrogate.predict.persist import save_predictor
+
+            save_predictor(est, default_predictor_dir(profile, space), profile=profile,
+                           extra={"train": {"train_rows": len(tr_a), "model": name,
+                                            "cv_mape": res["cv_mape"][name],
+                                            "selection": "lowest 5-fold CV MAPE on the training rows"}})
+    noise_p = out / f"repeatability_{profile}_{space}.json"
+    if noise_p.is_file():
+        noise = json.loads(noise_p.read_text())
+        res["noise_mean_abs_rel_diff"] = noise["mean_abs_rel_diff"]
+        res["mape_over_noise"] = res["test"][best]["mape"] / noise["mean_abs_rel_diff"]
+    res["op_level"] = op_level_validation(profile, space, root)
+    res["plot"] = plot_predicted_vs_measured(
+        te_y, {best: preds[best], "table-sum": preds["table-sum"], "flops-linear": preds["flops-linear"]},
+        out / f"cpu_predictors_{profile}_{space}.png", title=f"{profile} / {space}, held-out rows")
+    return res
+
+
+def to_markdown(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"### {r['profile']} / {r['space']} ({r['train_rows']} train, {r['test_rows']} held out)")
+        lines.append("")
+        lines.append("| predictor | CV MAPE | ±5% | ±10% | MAPE | RMSE ms | Kendall | Spearman |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for name, m in r["test"].items():
+            cv = r["cv_mape"].get(name)
+            tag = " **(chosen)**" if name == r["chosen"] else ""
+            lines.append(f"| {name}{tag} | {'' if cv is None else f'{100 * cv:.2f}%'} | "
+                         f"{100 * m['within_5pct']:.1f}% | {100 * m['within_10pct']:.1f}% | "
+                         f"{100 * m['mape']:.2f}% | {m['rmse_ms']:.3f} | {m['kendall_tau']:.3f} | "
+                         f"{m['spearman']:.3f} |")
+        if "mape_over_noise" in r:
+            lines.append("")
+            lines.append(f"Repeatability noise (mean |diff| of two runs): "
+                         f"{100 * r['noise_mean_abs_rel_diff']:.2f}%; chosen MAPE / noise = "
+                         f"{r['mape_over_noise']:.2f} (target <= 1.5).")
+        if r.get("op_level"):
+            o = r["op_level"]
+            lines.append("")
+            lines.append(f"Operator-level model on {o['n']} held-out operators ({o['train_ops']} for "
+                         f"fitting): MAPE {100 * o['mape']:.2f}%, ±10% {100 * o['within_10pct']:.1f}%, "
+                         f"Kendall {o['kendall_tau']:.3f}.")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="cpu-litert")
+    ap.add_argument("--space", action="append", default=None)
+    ap.add_argument("--tables", default=None)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--ship", action="store_true", help="save the chosen model as the shipped default")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = [run_space(args.profile, s, args.tables, out, args.ship) for s in (args.space or ["anb", "mnasnet"])]
+    name = f"cpu_predictors_{args.profile}"
+    write_json_atomic(out / f"{name}.json", results)
+    md = to_markdown(results)
+    (out / f"{name}.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

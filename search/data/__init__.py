@@ -1,0 +1,1 @@
+"""Data shipped with mnas-surrogate search (the fitted anb accuracy surrogate)."""

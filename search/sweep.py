@@ -1,0 +1,373 @@
+"""Multi-objective sweeps on the surrogates, driven through Optuna's ask/tell.
+
+Objectives: accuracy (maximised, from an accuracy objective) and latency in ms
+(minimised, from the shipped latency predictor of the profile and space). The
+proposals come from an Optuna sampler (NSGA-II, TPE, random) or from a controller
+(:mod:`search.controllers`: PPO, evolution, random) whose proposals are enqueued
+and asked, so all trials share one study. With a storage URL
+(``sqlite:///sweep.db``, any SQLAlchemy URL, or ``journal:./sweep.log`` for Optuna's
+journal file), any number of processes on any number of machines join one study;
+each stops when the study holds ``trials`` finished trials. A killed worker's
+unfinished trial is marked failed by the next worker started on the same host, and
+a rerun continues the study: nothing is lost or counted twice.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from space import format_arch
+from space.spaces import get_space
+
+from .pareto import hypervolume_2d, pareto_front
+from .reward import MnasReward
+
+SAMPLERS = ("nsga2", "tpe", "random")
+
+
+@dataclass
+class SweepConfig:
+    """Settings of one sweep (JSON-able)."""
+
+    space: str = "anb"
+    profile: str = "cpu-litert"
+    accuracy: str = "anb"
+    sampler: str = "nsga2"
+    controller: str | None = None
+    trials: int = 300
+    seed: int = 0
+    batch: int = 8
+    storage: str | None = None
+    study_name: str | None = None
+    latency_target_ms: float | None = None
+    reward: str = "soft"
+    seed_reference: bool = True
+    out_dir: str | None = None
+    data: str | None = None
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if not isinstance(self.trials, int) or self.trials < 1:
+            raise ValueError(f"trials must be a positive integer, got {self.trials!r}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.latency_target_ms is not None and not self.latency_target_ms > 0:
+            raise ValueError(f"latency target must be > 0 ms, got {self.latency_target_ms}")
+        if self.reward not in ("soft", "hard"):
+            raise ValueError(f"reward must be 'soft' or 'hard', got {self.reward!r}")
+
+    @property
+    def name(self) -> str:
+        how = self.controller or self.sampler
+        return self.study_name or f"{self.space}-{self.profile}-{self.accuracy}-{how}-seed{self.seed}"
+
+
+@dataclass
+class SweepResult:
+    config: dict
+    trials: int
+    evaluated_here: int
+    pareto: list[dict]
+    hypervolume: float
+    hypervolume_reference: dict
+    latency_target_ms: float
+    wall_s: float
+    trials_per_s: float
+    files: dict = field(default_factory=dict)
+    latency: dict = field(default_factory=dict)
+    accuracy: dict = field(default_factory=dict)
+    finalists: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- storage --------------------------------------------------------------------------
+def open_storage(url: str | None):
+    """An Optuna storage for ``url``: None (in memory), ``journal:PATH`` or an RDB URL."""
+    import optuna
+
+    if url is None:
+        return None
+    if url.startswith("journal:"):
+        path = url[len("journal:"):]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise ValueError("journal storage needs a file path: journal:./sweep.log")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
+    if "://" not in url:
+        raise ValueError(f"storage {url!r} is not a URL: use sqlite:///file.db, another "
+                         f"SQLAlchemy URL, or journal:./file.log")
+    return optuna.storages.RDBStorage(url)
+
+
+def make_sampler(name: str, seed: int, n_decisions: int):
+    import optuna
+
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=50)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=20)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _fail_dead_workers(study) -> int:
+    """Mark RUNNING trials of dead processes on this host as FAIL; returns how many."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        w = t.user_attrs.get("worker", "")
+        h, _, pid = w.rpartition(":")
+        if h != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            n += 1
+    return n
+
+
+# -- the sweep --------------------------------------------------------------------------
+def default_target(latency, space, seed: int = 0) -> float:
+    """Median predicted latency of 1,000 random members (a neutral default T)."""
+    idx = space.sample_indices(np.random.default_rng(seed), 1000)
+    return float(np.median(latency.batch(idx)))
+
+
+def _complete(study):
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
+              controller=None) -> SweepResult:
+    """Run (or join, or resume) the sweep of ``cfg`` until the study has ``cfg.trials``
+    finished trials; writes trials.csv, pareto.csv, front.png and summary.json."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = get_space(cfg.space)
+    if accuracy.space.name != space.name:
+        raise ValueError(f"accuracy objective {accuracy.name!r} is for space {accuracy.space.name!r}, "
+                         f"not {space.name!r}")
+    t0 = time.perf_counter()
+    storage = open_storage(cfg.storage)
+    study = optuna.create_study(storage=storage, study_name=cfg.name, load_if_exists=True,
+                                directions=["maximize", "minimize"],
+                                sampler=make_sampler(cfg.sampler, cfg.seed, space.n_decisions))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["accuracy", "latency_ms"])
+    target = cfg.latency_target_ms
+    if target is None:
+        target = study.user_attrs.get("latency_target_ms") or default_target(latency, space)
+    study.set_user_attr("latency_target_ms", float(target))
+    study.set_user_attr("config", {k: v for k, v in asdict(cfg).items() if k != "out_dir"})
+    reward = MnasReward.from_name(cfg.reward, target)
+    _fail_dead_workers(study)
+    dists = {d.name: CategoricalDistribution(tuple(range(d.n))) for d in space.decisions}
+    out_dir = Path(cfg.out_dir or Path("mnas_runs") / cfg.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / "controller.pt"
+    if controller is not None:
+        if not controller.load(ckpt):
+            done = _complete(study)
+            if done:
+                idx = [tuple(t.params[d.name] for d in space.decisions) for t in done]
+                acc = np.array([t.values[0] for t in done])
+                lat = np.array([t.values[1] for t in done])
+                controller.warm_start(idx, acc, lat, reward(acc, lat))
+    if cfg.seed_reference and not study.user_attrs.get("seeded"):
+        study.set_user_attr("seeded", True)
+        for name, idx in _reference_members(space):
+            study.enqueue_trial({d.name: int(v) for d, v in zip(space.decisions, idx)},
+                                user_attrs={"seed_reference": name}, skip_if_exists=True)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.trials, initial=min(len(_complete(study)), cfg.trials), unit="trial",
+                   desc=f"sweep {cfg.name}", file=sys.stderr, dynamic_ncols=True)
+    evaluated = 0
+    worker = _worker_id()
+    try:
+        while True:
+            from optuna.trial import TrialState
+
+            started = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+            left = cfg.trials - len(started)
+            if left <= 0:
+                break
+            k = min(cfg.batch, left)
+            if controller is not None:
+                for idx in controller.propose(k):
+                    study.enqueue_trial({d.name: int(v) for d, v in zip(space.decisions, idx)})
+            trials = [study.ask(dists) for _ in range(k)]
+            for t in trials:
+                t.set_user_attr("worker", worker)
+            raw = np.array([[t.params[d.name] for d in space.decisions] for t in trials], dtype=np.int64)
+            canon = np.array([space.canonical(r) for r in raw], dtype=np.int64)
+            acc = accuracy.batch(canon)
+            lat = latency.batch(canon)
+            rew = reward(acc, lat)
+            for t, c, a, l_, r in zip(trials, canon, acc, lat, rew):
+                t.set_user_attr("arch", format_arch(space.to_arch(c)))
+                t.set_user_attr("reward", float(r))
+                study.tell(t, [float(a), float(l_)])
+            evaluated += k
+            if controller is not None:
+                controller.observe([tuple(c) for c in canon], acc, lat, rew)
+                controller.save(ckpt)
+            if bar is not None:
+                bar.update(k)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        raise
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    return _summarise(cfg, study, space, target, reward, out_dir, evaluated, wall, latency, accuracy)
+
+
+def _reference_members(space) -> list[tuple[str, tuple[int, ...]]]:
+    from space.reference import REFERENCE
+
+    out = []
+    for name, a in sorted(REFERENCE.items()):
+        try:
+            out.append((name, space.from_arch(a)))
+        except ValueError:
+            continue
+    return out
+
+
+def _summarise(cfg, study, space, target, reward, out_dir: Path, evaluated, wall, latency,
+               accuracy) -> SweepResult:
+    done = _complete(study)
+    acc = np.array([t.values[0] for t in done])
+    lat = np.array([t.values[1] for t in done])
+    archs = [t.user_attrs.get("arch", "") for t in done]
+    rew = reward(acc, lat) if len(done) else np.array([])
+    ref = {"latency_ms": 2.0 * target, "accuracy": 0.0}
+    front_idx = pareto_front(lat, acc, unique=True) if len(done) else np.array([], dtype=int)
+    pareto = [{"arch": archs[i], "accuracy": float(acc[i]), "latency_ms": float(lat[i]),
+               "reward": float(rew[i]), "trial": done[i].number} for i in front_idx]
+    hv = hypervolume_2d(lat, acc, ref_latency=ref["latency_ms"], ref_accuracy=ref["accuracy"]) if len(done) else 0.0
+    files = {"trials": str(out_dir / "trials.csv"), "pareto": str(out_dir / "pareto.csv"),
+             "plot": str(out_dir / "front.png"), "summary": str(out_dir / "summary.json")}
+    _write_csv(out_dir / "trials.csv", ["trial", "arch", "accuracy", "latency_ms", "reward", "worker"],
+               [[t.number, a, f"{x:.6f}", f"{y:.6f}", f"{r:.6f}", t.user_attrs.get("worker", "")]
+                for t, a, x, y, r in zip(done, archs, acc, lat, rew)])
+    _write_csv(out_dir / "pareto.csv", ["trial", "arch", "accuracy", "latency_ms", "reward"],
+               [[p["trial"], p["arch"], f"{p['accuracy']:.6f}", f"{p['latency_ms']:.6f}",
+                 f"{p['reward']:.6f}"] for p in pareto])
+    if len(done):
+        _plot(out_dir / "front.png", lat, acc, front_idx, target, cfg.name)
+    return SweepResult(config={k: v for k, v in asdict(cfg).items()}, trials=len(done),
+                       evaluated_here=evaluated, pareto=pareto, hypervolume=hv,
+                       hypervolume_reference=ref, latency_target_ms=float(target), wall_s=wall,
+                       trials_per_s=evaluated / wall if wall > 0 else 0.0, files=files,
+                       latency=latency.describe() if hasattr(latency, "describe") else {},
+                       accuracy={"name": accuracy.name,
+                                 "fingerprint": getattr(accuracy, "fingerprint", None)})
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def _plot(path: Path, lat, acc, front_idx, target, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+    ax.scatter(lat, 100 * acc, s=8, alpha=0.35, label=f"trials ({len(lat)})")
+    ax.plot(lat[front_idx], 100 * acc[front_idx], "o-", color="C3", ms=4, label="Pareto front")
+    ax.axvline(target, color="k", ls=":", lw=0.8, label=f"target T = {target:.1f} ms")
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_summary(result: SweepResult, path: str | os.PathLike) -> None:
+    from surrogate.tables import write_json_atomic
+
+    write_json_atomic(path, result.as_dict())
+
+
+# -- finalists ------------------------------------------------------------------------
+def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
+                        cache_dir: str | None = None) -> list[dict]:
+    """Time the ``k`` front architectures nearest the target end to end on the profile's
+    device and report them beside their predicted latency (``flag`` beyond 10%)."""
+    from space.blockstring import parse_arch
+    from surrogate.measure.jobs import measure_models
+    from surrogate.measure.profiles import get_profile
+    from surrogate.measure.timing import MeasureSettings
+    from surrogate.tables import Table
+
+    if k < 1 or not result.pareto:
+        return []
+    cfg = result.config
+    front = sorted(result.pareto, key=lambda p: abs(p["latency_ms"] - result.latency_target_ms))[:k]
+    prof = get_profile(cfg["profile"])
+    out = Path(result.files["summary"]).parent
+    summary = measure_models(prof, cfg["space"], [(parse_arch(p["arch"]), "finalist") for p in front],
+                             out_dir=out, table_name="finalists_models.csv", progress=progress,
+                             settings=MeasureSettings(warmup=5, runs=20, rounds=3), chunk=k,
+                             cache_dir=cache_dir)
+    measured = {r["arch"]: r["median_ms"] for r in
+                Table.models(Path(summary.table)).read()}
+    rows = []
+    for p in front:
+        m = measured.get(p["arch"])
+        err = (p["latency_ms"] / m - 1) if m else None
+        rows.append({**p, "measured_ms": m, "error": err,
+                     "flag": bool(err is not None and abs(err) > 0.10)})
+    result.finalists = rows
+    return rows

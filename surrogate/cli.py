@@ -1,0 +1,346 @@
+"""CLI verbs owned by :mod:`surrogate`: ``devices``, ``measure``, ``table``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from space.cli import OneLineParser, UsageError, print_json
+
+
+def _profile_names() -> list[str]:
+    from .measure.profiles import PROFILES
+
+    return list(PROFILES)
+
+
+def _cmd_devices(args) -> int:
+    from .measure.profiles import PROFILES
+
+    rows = []
+    for name, p in PROFILES.items():
+        ok, why = p.available()
+        rows.append({"profile": name, "available": bool(ok), "reason": why or "",
+                     "runtime": p.runtime, "description": p.description})
+    if args.json:
+        print_json(rows)
+        return 0
+    for r in rows:
+        mark = "yes" if r["available"] else "no "
+        print(f"{r['profile']:<16} {mark}  {r['description']}")
+        if not r["available"] and r["reason"]:
+            print(f"{'':<16}      ({r['reason']})")
+    return 0
+
+
+def _settings(args):
+    from .measure.profiles import get_profile
+    from .measure.timing import MeasureSettings
+
+    p = get_profile(args.profile)
+    return MeasureSettings(warmup=p.warmup if args.warmup is None else args.warmup,
+                           runs=p.runs if args.runs is None else args.runs,
+                           rounds=p.rounds if args.rounds is None else args.rounds)
+
+
+def _print_summary(summary, as_json: bool) -> None:
+    d = summary.as_dict()
+    if as_json:
+        print_json(d)
+        return
+    state = "interrupted; rerun the same command to resume" if d["interrupted"] else "done"
+    print(f"{d['table']}: {d['measured']} measured, {d['skipped']} already there, "
+          f"{d['total']} in all ({state}); {d['wall_s']:.0f} s, {d['per_minute']:.1f}/min")
+
+
+def _cmd_measure_ops(args) -> int:
+    from .measure.jobs import measure_ops
+
+    s = measure_ops(args.profile, args.space, out_dir=args.out, settings=_settings(args),
+                    chunk=args.chunk, limit=args.limit, cache_dir=args.cache,
+                    progress=not args.no_progress)
+    _print_summary(s, args.json)
+    return 130 if s.interrupted else 0
+
+
+def _archs_for(args):
+    """(arch, source) pairs from --random / --archs / --reference."""
+    import numpy as np
+
+    from space.blockstring import parse_arch
+    from space.reference import REFERENCE
+    from space.spaces import get_space
+
+    sp = get_space(args.space) if args.space else None
+    if args.all:
+        if sp is None:
+            raise UsageError("--all needs --space")
+        return [(sp.to_arch(i), "all") for i in sp.enumerate()]
+    if args.random is not None:
+        if sp is None:
+            raise UsageError("--random needs --space")
+        rng = np.random.default_rng(args.seed)
+        return [(sp.to_arch(i), f"random:seed={args.seed}") for i in sp.sample_indices(rng, args.random)]
+    if args.archs is not None:
+        path = Path(args.archs)
+        if not path.is_file():
+            raise FileNotFoundError(f"--archs file {path} does not exist")
+        out = []
+        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            try:
+                a = REFERENCE[line] if line in REFERENCE else parse_arch(line)
+                if sp is not None:
+                    a = sp.to_arch(sp.from_arch(a))
+            except ValueError as exc:
+                raise ValueError(f"{path}:{lineno}: {exc}") from None
+            out.append((a, f"file:{path.name}"))
+        if not out:
+            raise ValueError(f"--archs file {path} holds no architectures")
+        return out
+    out = []
+    for name, a in sorted(REFERENCE.items()):
+        if sp is not None:
+            try:
+                a = sp.to_arch(sp.from_arch(a))
+            except ValueError:
+                continue
+        out.append((a, f"reference:{name}"))
+    if not out:
+        raise ValueError(f"no reference architecture is a member of space {args.space!r}")
+    return out
+
+
+def _cmd_measure_models(args) -> int:
+    from .measure.jobs import measure_models
+
+    archs = _archs_for(args)
+    space = args.space or "reference"
+    name = args.table or (f"{space}_models.csv" if args.space else "reference_models.csv")
+    s = measure_models(args.profile, space, archs, out_dir=args.out, settings=_settings(args),
+                       chunk=args.chunk, cache_dir=args.cache, progress=not args.no_progress,
+                       table_name=name)
+    _print_summary(s, args.json)
+    return 130 if s.interrupted else 0
+
+
+def _cmd_table_validate(args) -> int:
+    from .tables import validate_table
+
+    info = validate_table(args.file)
+    if args.json:
+        print_json(info)
+    else:
+        print(f"{info['path']}: {info['kind']} table, {info['rows']} rows, median "
+              f"{info['median_ms_min']}..{info['median_ms_max']} ms, sha256 {info['sha256'][:12]}")
+        for p in info["problems"]:
+            print(f"  warning: {p}")
+    return 0
+
+
+def _cmd_table_convert(args) -> int:
+    from .tables import Table, export_lut, lut_to_rows, parse_lut, table_kind
+
+    src, dst = Path(args.src), Path(args.dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"no such file: {src}")
+    if src.suffix == ".csv":
+        if table_kind(src) != "ops":
+            raise ValueError(f"{src}: only operator tables (<space>_ops.csv) convert to the LUT format")
+        text, skipped = export_lut(Table.ops(src).read())
+        _atomic_text(dst, text)
+        print(f"wrote {dst}: {text.count('count:')} entries; {skipped} rows not expressible "
+              f"(SE, grouped, non-MBConv, pooled skip)")
+        return 0
+    if dst.suffix != ".csv" or not dst.name.endswith("_ops.csv"):
+        raise ValueError(f"destination {dst} must be named <space>_ops.csv when importing a LUT")
+    if dst.exists():
+        raise ValueError(f"destination {dst} exists; refusing to overwrite it")
+    lut = parse_lut(src.read_text(), str(src))
+    rows = lut_to_rows(lut, act=args.act)
+    Table.ops(dst).append(rows)
+    print(f"wrote {dst}: {len(rows)} rows from {src}; {len(lut) - len(rows)} entries without an "
+          f"operator-table equivalent (Conv, Logits, SE/h-swish variants) left out")
+    return 0
+
+
+def _cmd_fit(args) -> int:
+    from .predict.persist import save_predictor
+    from .predict.workflow import fit_on_tables
+
+    est, info = fit_on_tables(args.profile, args.space, args.model, root=args.tables,
+                              include_test=args.all_rows)
+    out = save_predictor(est, args.output, profile=args.profile, extra={"train": info})
+    info["path"] = str(out)
+    if args.json:
+        print_json(info)
+    else:
+        print(f"fitted {args.model} on {info['train_rows']} timings of {args.profile}/{args.space}"
+              f" ({info['test_rows']} held out); saved to {out}")
+    return 0
+
+
+def _load_for(args):
+    from .predict.persist import load_predictor
+    from .predict.workflow import default_predictor_dir
+
+    path = args.predictor or default_predictor_dir(args.profile, args.space)
+    return load_predictor(path, space=args.space, profile=args.profile)
+
+
+def _cmd_predict(args) -> int:
+    from space.reference import resolve_arch
+    from space.spaces import get_space
+
+    est = _load_for(args)
+    sp = get_space(args.space)
+    archs = []
+    for text in args.arch:
+        a = resolve_arch(text)
+        archs.append(sp.to_arch(sp.from_arch(a)))
+    pred = est.predict(archs)
+    rows = [{"arch": str(a), "latency_ms": float(p)} for a, p in zip(archs, pred)]
+    if args.json:
+        print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['latency_ms']:9.3f} ms  {r['arch']}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .predict.workflow import evaluate_on_tables
+
+    est = _load_for(args) if args.predictor else None
+    res = evaluate_on_tables(args.profile, args.space, est, root=args.tables, plot=args.plot)
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"{args.profile} / {args.space}: {res['n']} held-out timings, {res['train_rows']} for fitting")
+    rows = [("model: " + res["predictor"], res)] + list(res["baselines"].items())
+    print(f"{'predictor':<34} {'±5%':>6} {'±10%':>6} {'MAPE':>6} {'RMSE ms':>8} {'tau':>6} {'rho':>6}")
+    for name, m in rows:
+        print(f"{name:<34} {100 * m['within_5pct']:5.1f}% {100 * m['within_10pct']:5.1f}% "
+              f"{100 * m['mape']:5.1f}% {m['rmse_ms']:8.3f} {m['kendall_tau']:6.3f} {m['spearman']:6.3f}")
+    if res.get("plot"):
+        print(f"plot: {res['plot']}")
+    return 0
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _common_measure(p: argparse.ArgumentParser) -> None:
+    from space.spaces import space_names
+
+    p.add_argument("--profile", required=True, choices=_profile_names())
+    p.add_argument("--out", default=None, help="tables root (default: $MNAS_TABLES_DIR or data/latency_tables)")
+    p.add_argument("--cache", default=None, help="export cache (default: $MNAS_CACHE_DIR or ~/.cache/mnas-surrogate)")
+    p.add_argument("--warmup", type=_nonneg_int, default=None)
+    p.add_argument("--runs", type=_pos_int, default=None)
+    p.add_argument("--rounds", type=_pos_int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(_spaces=space_names())
+
+
+def _pos_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``devices``, ``measure`` and ``table``."""
+    from space.spaces import space_names
+
+    p = sub.add_parser("devices", help="device profiles and whether each runs here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_devices)
+
+    p = sub.add_parser("measure", help="measure operator tables or whole networks")
+    msub = p.add_subparsers(dest="measure_cmd", required=True, parser_class=OneLineParser)
+    s = msub.add_parser("ops", help="per-operator latency table of a space (resumable)")
+    _common_measure(s)
+    s.add_argument("--space", required=True, choices=space_names())
+    s.add_argument("--limit", type=_pos_int, default=None, help="only the first N operators")
+    s.add_argument("--chunk", type=_pos_int, default=48)
+    s.set_defaults(func=_cmd_measure_ops)
+    s = msub.add_parser("models", help="end-to-end timings of networks (resumable)")
+    _common_measure(s)
+    s.add_argument("--space", choices=space_names(), default=None)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--random", type=_pos_int, metavar="N", help="N random members of --space")
+    g.add_argument("--archs", metavar="FILE", help="a file of architecture strings or names, one per line")
+    g.add_argument("--reference", action="store_true", help="the reference registry (members of --space if given)")
+    g.add_argument("--all", action="store_true", help="every distinct network of --space (small spaces)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--chunk", type=_pos_int, default=16)
+    s.add_argument("--table", default=None, help="table file name (default <space>_models.csv)")
+    s.set_defaults(func=_cmd_measure_models)
+
+    from .predict.workflow import MODEL_CHOICES
+
+    p = sub.add_parser("fit", help="fit a latency predictor on the shipped tables of a profile/space")
+    p.add_argument("--profile", required=True, choices=_profile_names())
+    p.add_argument("--space", required=True, choices=space_names())
+    p.add_argument("--model", default="residual-xgb", choices=MODEL_CHOICES)
+    p.add_argument("-o", "--output", required=True, help="folder to save the predictor in")
+    p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
+    p.add_argument("--all-rows", action="store_true", help="also fit on the held-out rows")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("predict", help="predict latency of architectures")
+    p.add_argument("--profile", required=True, choices=_profile_names())
+    p.add_argument("--space", required=True, choices=space_names())
+    p.add_argument("--predictor", default=None, help="a saved predictor folder (default: shipped)")
+    p.add_argument("arch", nargs="+", help="reference names or architecture strings")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("eval", help="accuracy on held-out end-to-end timings, with baselines")
+    p.add_argument("--profile", required=True, choices=_profile_names())
+    p.add_argument("--space", required=True, choices=space_names())
+    p.add_argument("--predictor", default=None, help="a saved predictor folder (default: shipped)")
+    p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
+    p.add_argument("--plot", default=None, help="write predicted-vs-measured PNG here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("table", help="validate and convert latency tables")
+    tsub = p.add_subparsers(dest="table_cmd", required=True, parser_class=OneLineParser)
+    s = tsub.add_parser("validate", help="check a table and its provenance")
+    s.add_argument("file")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_table_validate)
+    s = tsub.add_parser("convert", help="between <space>_ops.csv and the ProxylessNAS/OFA LUT format")
+    s.add_argument("src")
+    s.add_argument("dst")
+    s.add_argument("--act", default="relu", help="activation to record for LUT imports")
+    s.set_defaults(func=_cmd_table_convert)

@@ -1,0 +1,312 @@
+"""Measurement jobs: per-operator tables and end-to-end timings for a space.
+
+Both jobs work in chunks. Conversion runs ahead in one worker process pinned to
+another core than the timing (the content-addressed cache means nothing is
+converted twice, across runs too); a chunk is timed with interleaved, shuffled
+rounds plus a fixed reference operator (:func:`timing.measure`) and its rows are
+appended to the table, fsynced, before the next chunk. Killing the job at any
+moment loses at most the chunk in flight; rerunning skips every row on disk.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from space.arch import Arch, LayerConfig
+from space.blockstring import format_arch
+from space.counting import count
+
+from ..tables import (Table, file_sha256, op_row_key, provenance_path, write_json_atomic)
+from .profiles import DeviceProfile, get_profile
+from .timing import MeasureSettings, measure
+
+#: the reference operator re-timed in every chunk to track drift across a table
+REFERENCE_OP = LayerConfig(op="mbconv", h=28, w=28, in_ch=40, out_ch=40, kernel=3, stride=1,
+                           expand=6, se=0.0, skip="identity", groups=1, act="relu")
+
+DEFAULT_TABLES_DIR = Path(__file__).resolve().parents[2] / "data" / "latency_tables"
+
+
+def tables_dir(path: str | os.PathLike | None = None) -> Path:
+    """Explicit path, else ``$MNAS_TABLES_DIR``, else the repository's ``data/latency_tables``."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("MNAS_TABLES_DIR")
+    return Path(env) if env else DEFAULT_TABLES_DIR
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass
+class JobSummary:
+    table: str
+    measured: int
+    skipped: int
+    total: int
+    wall_s: float
+    convert_s: float
+    per_minute: float
+    interrupted: bool = False
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+# -- conversion ahead of timing ------------------------------------------------------
+def _convert_worker_init(cpus: list[int] | None) -> None:  # runs in the worker
+    if cpus:
+        try:
+            os.sched_setaffinity(0, set(cpus))
+        except (AttributeError, OSError):
+            pass
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _convert_one(args) -> tuple[int, float]:  # runs in the worker
+    i, kind, payload, fmt, nhwc, cache_dir = args
+    from .export import ExportCache
+
+    module, shape = _module_for(kind, payload)
+    res = ExportCache(cache_dir).export(module, shape, fmt, nhwc=nhwc)
+    return i, (0.0 if res.cached else res.seconds)
+
+
+def _module_for(kind: str, payload):
+    from space.build import build_model, build_op, input_shape, op_input_shape
+
+    if kind == "op":
+        return build_op(payload), op_input_shape(payload)
+    return build_model(payload), input_shape(payload)
+
+
+class _Prefetcher:
+    """Converts jobs in order in a pinned worker process; ``wait(i)`` blocks until job i is done."""
+
+    def __init__(self, jobs: list[tuple[str, object]], profile: DeviceProfile, cache_dir: Path,
+                 cpus: list[int] | None):
+        self.done = threading.Event()
+        self.finished: set[int] = set()
+        self.cond = threading.Condition()
+        self.error: BaseException | None = None
+        self.convert_s = 0.0
+        self.jobs = jobs
+        fmt = profile.exporter
+        self.active = fmt in ("tflite", "onnx") and bool(jobs)
+        if not self.active:
+            return
+        nhwc = profile.layout == "NHWC"
+        payload = [(i, k, p, fmt, nhwc, str(cache_dir)) for i, (k, p) in enumerate(jobs)]
+        import multiprocessing as mp
+
+        self.pool = mp.get_context("spawn").Pool(1, initializer=_convert_worker_init,
+                                                 initargs=(cpus,))
+        self.thread = threading.Thread(target=self._run, args=(payload,), daemon=True)
+        self.thread.start()
+
+    def _run(self, payload):
+        try:
+            for i, secs in self.pool.imap(_convert_one, payload):
+                with self.cond:
+                    self.finished.add(i)
+                    self.convert_s += secs
+                    self.cond.notify_all()
+        except BaseException as exc:  # surfaced by wait()
+            with self.cond:
+                self.error = exc
+                self.cond.notify_all()
+
+    def wait(self, i: int) -> None:
+        if not self.active:
+            return
+        with self.cond:
+            while i not in self.finished and self.error is None:
+                self.cond.wait(1.0)
+            if self.error is not None and i not in self.finished:
+                raise RuntimeError(f"conversion failed: {self.error}") from self.error
+
+    def close(self) -> None:
+        if self.active:
+            self.pool.terminate()
+            self.pool.join()
+
+
+# -- provenance ----------------------------------------------------------------------
+def _provenance(table: Table, profile: DeviceProfile, space: str, kind: str,
+                settings: MeasureSettings, runner_info: dict, extra: dict) -> dict:
+    p = provenance_path(table.path)
+    prev = json.loads(p.read_text()) if p.is_file() else {}
+    host = profile.host_info()
+    sessions = prev.get("sessions", [])
+    return {**prev, "kind": kind, "profile": profile.as_dict(), "space": space, "host": host,
+            "settings": settings.as_dict(), "runner": runner_info,
+            "reference_op": REFERENCE_OP.key(), "created": prev.get("created", now_iso()),
+            "sessions": sessions, **extra}
+
+
+def _finish_provenance(table: Table, prov: dict, session: dict) -> None:
+    rows = table.read()
+    prov["sessions"] = prov.get("sessions", []) + [session]
+    prov["updated"] = now_iso()
+    prov["rows"] = len(rows)
+    prov["table_sha256"] = file_sha256(table.path) if table.path.exists() else None
+    prov["wall_s_total"] = round(sum(s.get("wall_s", 0.0) for s in prov["sessions"]), 1)
+    refs = [r["ref_ms"] for r in rows if np.isfinite(r.get("ref_ms", np.nan))]
+    if refs:
+        prov["reference_ms"] = {"median": float(np.median(refs)), "min": float(np.min(refs)),
+                                "max": float(np.max(refs)),
+                                "drift_max_over_min": float(np.max(refs) / np.min(refs))}
+    write_json_atomic(provenance_path(table.path), prov)
+
+
+# -- the generic chunked loop ---------------------------------------------------------
+def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
+                profile: DeviceProfile, settings: MeasureSettings, chunk: int,
+                cache_dir: Path | None, progress: bool, kind: str, space: str,
+                extra_prov: dict | None = None,
+                on_chunk: Callable[[int], None] | None = None) -> JobSummary:
+    """items: (row_key, build_kind, payload, row_identity_columns)."""
+    from .export import ExportCache
+    from .runners import make_runner
+
+    t0 = time.perf_counter()
+    done = table.done_keys()
+    todo = [it for it in items if it[0] not in done]
+    total = len(items)
+    cache = ExportCache(cache_dir)
+    runner = make_runner(profile, cache)
+    # the converter's cores are decided before this process pins itself to the timing
+    # core (a worker spawned after pinning would inherit it and share the timing core)
+    free = runner.free_cpus() or None
+    prov = _provenance(table, profile, space, kind, settings, runner.describe(), extra_prov or {})
+    session = {"started": now_iso(), "measured": 0, "skipped_existing": total - len(todo)}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=total - len(todo), unit=kind[:-1] if kind.endswith("s") else kind,
+                   desc=f"{profile.name} {table.path.name}", file=sys.stderr, dynamic_ncols=True)
+    jobs = [(("op", REFERENCE_OP))] + [(b, p) for _, b, p, _ in todo]
+    pre = _Prefetcher(jobs, profile, cache.dir, free)
+    runner.ensure_pinned()
+    session["converter_cpus"] = free
+    session["timing_cpu"] = runner.pinned_core
+    measured = 0
+    interrupted = False
+    try:
+        pre.wait(0)
+        ref_mod, ref_shape = _module_for("op", REFERENCE_OP)
+        ref_fn = runner.timer(runner.load(ref_mod, ref_shape, name="reference"))
+        for c0 in range(0, len(todo), chunk):
+            part = todo[c0: c0 + chunk]
+            fns = {}
+            for j, (key, b, p, _) in enumerate(part):
+                pre.wait(1 + c0 + j)
+                mod, shape = _module_for(b, p)
+                fns[key] = runner.timer(runner.load(mod, shape, name=key[:60]))
+            rng = np.random.default_rng(settings.seed + c0)
+            report = measure(fns, settings, reference=("__reference__", ref_fn), rng=rng)
+            ref_ms = float(np.median(report.reference_ms)) if report.reference_ms else float("nan")
+            stamp = now_iso()
+            rows = []
+            for key, _, _, ident in part:
+                r = report.results[key]
+                rows.append({**ident, "median_ms": r.median_ms, "mean_ms": r.mean_ms,
+                             "std_ms": r.std_ms, "p10_ms": r.p10_ms, "p90_ms": r.p90_ms,
+                             "iqr_ms": r.iqr_ms, "cv": r.cv, "rel_spread": r.rel_spread,
+                             "n_runs": r.n_runs, "n_rounds": r.n_rounds,
+                             "remeasured": r.remeasured, "ref_ms": ref_ms, "measured_at": stamp})
+            table.append(rows)
+            measured += len(rows)
+            if bar is not None:
+                bar.update(len(rows))
+            if on_chunk is not None:
+                on_chunk(measured)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        pre.close()
+        if bar is not None:
+            bar.close()
+        wall = time.perf_counter() - t0
+        session.update({"finished": now_iso(), "measured": measured, "wall_s": round(wall, 1),
+                        "convert_s": round(pre.convert_s, 1), "interrupted": interrupted,
+                        "per_minute": round(measured / wall * 60, 2) if wall > 0 else None})
+        if table.path.exists():
+            _finish_provenance(table, prov, session)
+    return JobSummary(str(table.path), measured, total - len(todo), total, wall, pre.convert_s,
+                      measured / wall * 60 if wall > 0 else 0.0, interrupted)
+
+
+def _settings_for(profile: DeviceProfile, settings: MeasureSettings | None) -> MeasureSettings:
+    if settings is not None:
+        return settings
+    return MeasureSettings(warmup=profile.warmup, runs=profile.runs, rounds=profile.rounds)
+
+
+def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.PathLike | None = None,
+                settings: MeasureSettings | None = None, chunk: int = 48,
+                limit: int | None = None, cache_dir: str | os.PathLike | None = None,
+                progress: bool = True, configs: Sequence[LayerConfig] | None = None) -> JobSummary:
+    """Measure every distinct operator configuration of ``space`` (resumable).
+
+    ``limit`` measures only the first N configurations (sorted by key);
+    ``configs`` overrides the list (for tests and the op-level model's gaps).
+    """
+    from space.spaces import get_space
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    ok, why = prof.available()
+    if not ok:
+        raise ValueError(f"profile {prof.name!r} cannot run here: {why}")
+    sp = get_space(space)
+    ops = list(configs) if configs is not None else sp.operator_configs()
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        ops = ops[:limit]
+    table = Table.ops(tables_dir(out_dir) / prof.name / f"{space}_ops.csv")
+    items = [(lc.key(), "op", lc, op_row_key(lc)) for lc in ops]
+    return _run_chunks(table=table, items=items, profile=prof, settings=_settings_for(prof, settings),
+                       chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
+                       progress=progress, kind="ops", space=space)
+
+
+def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tuple[Arch, str]], *,
+                   out_dir: str | os.PathLike | None = None,
+                   settings: MeasureSettings | None = None, chunk: int = 16,
+                   cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                   table_name: str | None = None) -> JobSummary:
+    """Time whole networks end to end into ``<space>_models.csv`` (resumable).
+
+    ``archs`` yields ``(arch, source)`` pairs; source says where the row came
+    from (``random:seed=0``, ``reference:mnasnet-a1``, ``file:archs.txt``).
+    """
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    ok, why = prof.available()
+    if not ok:
+        raise ValueError(f"profile {prof.name!r} cannot run here: {why}")
+    seen, items = set(), []
+    for a, source in archs:
+        s = format_arch(a)
+        if s in seen:
+            continue
+        seen.add(s)
+        c = count(a)
+        items.append((s, "model", a, {"arch": s, "space": space, "source": source,
+                                       "params": c.params, "madds": c.madds}))
+    name = table_name or f"{space}_models.csv"
+    table = Table.models(tables_dir(out_dir) / prof.name / name)
+    return _run_chunks(table=table, items=items, profile=prof, settings=_settings_for(prof, settings),
+                       chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
+                       progress=progress, kind="models", space=space)

@@ -1,0 +1,311 @@
+"""Measurement methodology, independent of model and runtime.
+
+An *item* is a ``(warmup, runs) -> np.ndarray`` of per-run latencies in ms
+(``Runner.timer(handle)`` gives one). ``measure`` runs several rounds
+interleaved over all items (round-robin, order shuffled per round with a seeded
+rng); a round is warm-up + R timed runs, summarised by its median. The final
+latency is the median of the round medians, so slow drift of the machine
+(frequency, neighbours on a shared VM) averages out over the list instead of
+biasing the items timed during a bad minute. A reference item is re-timed at the
+start of each round and every ``reference_every`` items to report drift, and
+items whose round medians disagree by more than ``max_rel_spread`` get up to
+``max_extra_rounds`` more rounds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["TimeFn", "MeasureSettings", "ItemResult", "MeasureReport", "OtherLoad", "summarize", "measure"]
+
+TimeFn = Callable[[int, int], np.ndarray]
+
+
+class OtherLoad:
+    """CPU used by everything except this process, in cores (Linux /proc/stat).
+
+    On a shared machine this is the first thing to check when timings look
+    off: ``start()`` then ``stop()`` gives the mean number of cores other
+    processes (our own conversion workers included) kept busy in between.
+    """
+
+    def __init__(self) -> None:
+        self._t = self._busy = self._mine = None
+
+    @staticmethod
+    def _total_busy_s() -> float | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as fh:
+                v = [int(x) for x in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+    def start(self) -> None:
+        self._t, self._busy = time.perf_counter(), self._total_busy_s()
+        t = os.times()
+        self._mine = t.user + t.system
+
+    def stop(self) -> float | None:
+        busy = self._total_busy_s()
+        if busy is None or self._busy is None or self._t is None or self._mine is None:
+            return None
+        t = os.times()
+        dt = time.perf_counter() - self._t
+        other = (busy - self._busy) - (t.user + t.system - self._mine)
+        return max(0.0, other) / dt if dt > 0 else None
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """Knobs of ``measure``; defaults are justified by figures in NOTES.md.
+
+    Attributes:
+        warmup: untimed runs before each round's timed runs (re-warms caches
+            after the other items ran).
+        runs: timed runs per round.
+        rounds: interleaved rounds per item (5: the median of 5 round medians
+            tolerates 2 disturbed rounds).
+        max_rel_spread: re-measure an item when IQR(round medians)/median
+            exceeds this (IQR rather than MAD: MAD is 0 for a 3-vs-2 split
+            between two levels, which is exactly what needs re-measuring).
+        max_extra_rounds: at most this many extra rounds per re-measured item.
+        reference_every: re-time the reference after this many items (also
+            at the start of each round); 0 = only at round starts.
+        min_round_ms: raise ``runs`` for fast items so one round's timed runs
+            last at least this long (0 = off).
+        seed: seed of the per-round shuffles when no rng is given.
+    """
+
+    warmup: int = 10
+    runs: int = 30
+    rounds: int = 5
+    max_rel_spread: float = 0.05
+    max_extra_rounds: int = 3
+    reference_every: int = 25
+    min_round_ms: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0:
+            raise ValueError(f"MeasureSettings.warmup must be >= 0, got {self.warmup}")
+        for name in ("runs", "rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MeasureSettings.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_extra_rounds < 0 or self.reference_every < 0:
+            raise ValueError("MeasureSettings.max_extra_rounds and reference_every must be >= 0")
+        if not self.max_rel_spread > 0:
+            raise ValueError(f"MeasureSettings.max_rel_spread must be > 0, got {self.max_rel_spread}")
+        if self.min_round_ms < 0:
+            raise ValueError(f"MeasureSettings.min_round_ms must be >= 0, got {self.min_round_ms}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ItemResult:
+    """Latency statistics of one item (ms; ``cv`` and ``rel_spread`` unitless).
+
+    ``median_ms`` is the median of round medians; mean/std/var/p10/p90/iqr are
+    over all pooled runs; ``mad_ms`` and ``rel_spread`` (IQR/median) are over
+    the round medians, i.e. round-to-round (drift) spread.
+    """
+
+    name: str
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    var_ms2: float
+    p10_ms: float
+    p90_ms: float
+    iqr_ms: float
+    mad_ms: float
+    cv: float
+    rel_spread: float
+    n_runs: int
+    n_rounds: int
+    round_medians_ms: list[float] = field(default_factory=list)
+    remeasured: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class MeasureReport:
+    """Results per item, drift of the reference, and how busy the rest of the machine was.
+
+    ``other_cpu_cores``: mean number of cores other processes used meanwhile
+    (None off Linux), over the whole call and per round (extra rounds
+    included); on a 2-core VM anything above ~0.05 means a neighbour was
+    competing and the figures deserve a second run.
+    """
+
+    results: dict[str, ItemResult]
+    settings: MeasureSettings
+    reference: str | None = None
+    reference_ms: list[float] = field(default_factory=list)
+    drift_ratio: float = 1.0
+    drift_last_first: float = 1.0
+    wall_s: float = 0.0
+    other_cpu_cores: float | None = None
+    round_other_cpu_cores: list[float | None] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "results": {k: v.as_dict() for k, v in self.results.items()},
+            "settings": self.settings.as_dict(),
+            "reference": self.reference,
+            "reference_ms": list(self.reference_ms),
+            "drift_ratio": self.drift_ratio,
+            "drift_last_first": self.drift_last_first,
+            "wall_s": self.wall_s,
+            "other_cpu_cores": self.other_cpu_cores,
+            "round_other_cpu_cores": list(self.round_other_cpu_cores),
+        }
+
+
+def summarize(name: str, round_times: Sequence[np.ndarray], remeasured: bool = False) -> ItemResult:
+    """Statistics from a list of per-round arrays of run times (ms)."""
+    rounds = [np.asarray(r, dtype=np.float64).ravel() for r in round_times if len(r)]
+    if not rounds:
+        raise ValueError(f"item {name!r}: no timed runs to summarise")
+    meds = np.array([float(np.median(r)) for r in rounds])
+    pooled = np.concatenate(rounds)
+    if not np.all(np.isfinite(pooled)):
+        raise ValueError(f"item {name!r}: non-finite run time")
+    median = float(np.median(meds))
+    mean = float(pooled.mean())
+    std = float(pooled.std(ddof=1)) if pooled.size > 1 else 0.0
+    q10, q25, q75, q90 = np.percentile(pooled, [10, 25, 75, 90])
+    mad = float(np.median(np.abs(meds - median)))
+    r25, r75 = np.percentile(meds, [25, 75])
+    return ItemResult(
+        name=name,
+        median_ms=median,
+        mean_ms=mean,
+        std_ms=std,
+        var_ms2=std * std,
+        p10_ms=float(q10),
+        p90_ms=float(q90),
+        iqr_ms=float(q75 - q25),
+        mad_ms=mad,
+        cv=std / mean if mean > 0 else math.inf,
+        rel_spread=float(r75 - r25) / median if median > 0 else math.inf,
+        n_runs=int(pooled.size),
+        n_rounds=len(rounds),
+        round_medians_ms=[float(m) for m in meds],
+        remeasured=remeasured,
+    )
+
+
+def _as_pairs(items: Mapping[str, TimeFn] | Sequence[tuple[str, TimeFn]]) -> list[tuple[str, TimeFn]]:
+    pairs = list(items.items()) if isinstance(items, Mapping) else [(str(n), f) for n, f in items]
+    names = [n for n, _ in pairs]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"item names must be unique; repeated: {dup[:5]}")
+    for n, f in pairs:
+        if not callable(f):
+            raise ValueError(f"item {n!r} is not callable (expected (warmup, runs) -> times_ms)")
+    return pairs
+
+
+def measure(
+    items: Mapping[str, TimeFn] | Sequence[tuple[str, TimeFn]],
+    settings: MeasureSettings | None = None,
+    *,
+    reference: str | tuple[str, TimeFn] | None = None,
+    rng: np.random.Generator | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> MeasureReport:
+    """Time ``items`` in interleaved, shuffled rounds; see the module docstring.
+
+    ``reference`` is the name of one of the items or a separate ``(name, fn)``;
+    None disables drift tracking. ``progress(done, total)`` is called after
+    each timed round of an item (total grows when items are re-measured).
+    """
+    s = settings or MeasureSettings()
+    pairs = _as_pairs(items)
+    fns = dict(pairs)
+    rng = rng if rng is not None else np.random.default_rng(s.seed)
+    ref_name: str | None = None
+    ref_fn: TimeFn | None = None
+    if isinstance(reference, str):
+        if reference not in fns:
+            raise ValueError(f"reference {reference!r} is not one of the items")
+        ref_name, ref_fn = reference, fns[reference]
+    elif reference is not None:
+        ref_name, ref_fn = reference
+    ref_ms: list[float] = []
+
+    def time_ref() -> None:
+        if ref_fn is not None:
+            ref_ms.append(float(np.median(ref_fn(s.warmup, s.runs))))
+
+    t_start = time.perf_counter()
+    other = OtherLoad()
+    other.start()
+    runs_for: dict[str, int] = {n: s.runs for n in fns}
+    times: dict[str, list[np.ndarray]] = {n: [] for n in fns}
+    total = len(pairs) * s.rounds
+    done = 0
+
+    round_other: list[float | None] = []
+
+    def one_round(names: list[str]) -> None:
+        nonlocal done
+        per_round = OtherLoad()
+        per_round.start()
+        time_ref()
+        order = [names[i] for i in rng.permutation(len(names))]
+        for k, name in enumerate(order):
+            if s.reference_every and k and k % s.reference_every == 0:
+                time_ref()
+            t = np.asarray(fns[name](s.warmup, runs_for[name]), dtype=np.float64).ravel()
+            if t.size == 0:
+                raise ValueError(f"item {name!r} returned no run times")
+            times[name].append(t)
+            if s.min_round_ms > 0 and len(times[name]) == 1:
+                est = float(np.median(t))
+                if est > 0:
+                    runs_for[name] = max(s.runs, int(math.ceil(s.min_round_ms / est)))
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        round_other.append(per_round.stop())
+
+    names = [n for n, _ in pairs]
+    for _ in range(s.rounds):
+        one_round(names)
+    remeasured: set[str] = set()
+    for _ in range(s.max_extra_rounds):
+        wide = [n for n in names if summarize(n, times[n]).rel_spread > s.max_rel_spread]
+        if not wide:
+            break
+        remeasured.update(wide)
+        total += len(wide)
+        one_round(wide)
+    time_ref()
+
+    results = {n: summarize(n, times[n], n in remeasured) for n in names}
+    drift = max(ref_ms) / min(ref_ms) if ref_ms and min(ref_ms) > 0 else 1.0
+    last_first = ref_ms[-1] / ref_ms[0] if ref_ms and ref_ms[0] > 0 else 1.0
+    return MeasureReport(
+        results=results,
+        settings=s,
+        reference=ref_name,
+        reference_ms=ref_ms,
+        drift_ratio=float(drift),
+        drift_last_first=float(last_first),
+        wall_s=time.perf_counter() - t_start,
+        other_cpu_cores=other.stop(),
+        round_other_cpu_cores=round_other,
+    )

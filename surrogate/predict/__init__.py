@@ -1,0 +1,1 @@
+"""Latency predictors: table sums, learned models, differentiable latency, transfer."""

@@ -1,0 +1,214 @@
+"""Latency predictors with scikit-learn's estimator contract.
+
+All take architectures (``Arch`` objects, architecture strings or an index array
+of the space; see :func:`~surrogate.predict.features.as_indices`) and latencies in
+ms. ``__init__`` only stores arguments; ``fit`` returns ``self``; learned state
+ends in ``_``.
+
+- :class:`FlopsLinear`: latency ~ a * MAdds + b, the proxy the paper shows is
+  unreliable (a baseline).
+- :class:`TableSum`: the sum of operator-table entries (ProxylessNAS/FBNet style),
+  optionally calibrated by a linear fit on a few end-to-end timings.
+- :class:`LatencyModel`: a learned regressor (XGBoost, scikit-learn models, a torch
+  MLP) on :class:`~surrogate.predict.features.ArchFeatures`, table terms included,
+  fitted on log latency.
+- :class:`ResidualLatency`: the table sum corrected by a learned model of
+  ``log(measured / table sum)``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from .features import PARTS, ArchFeatures, as_indices
+
+MODELS = ("xgb", "rf", "extratrees", "hgb", "ridge", "mlp")
+
+
+def make_regressor(name: str, random_state: int | None = 0, **params):
+    """A fresh regressor by short name (``xgb``, ``rf``, ``extratrees``, ``hgb``, ``ridge``, ``mlp``)."""
+    if name == "xgb":
+        from xgboost import XGBRegressor
+
+        defaults = dict(n_estimators=600, learning_rate=0.05, max_depth=6, subsample=0.8,
+                        colsample_bytree=0.8, min_child_weight=1.0, reg_lambda=1.0, n_jobs=1,
+                        random_state=0 if random_state is None else random_state,
+                        tree_method="hist")
+        return XGBRegressor(**{**defaults, **params})
+    if name == "rf":
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(**{"n_estimators": 300, "min_samples_leaf": 1, "n_jobs": 1,
+                                        "random_state": random_state, **params})
+    if name == "extratrees":
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        return ExtraTreesRegressor(**{"n_estimators": 300, "n_jobs": 1,
+                                      "random_state": random_state, **params})
+    if name == "hgb":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        return HistGradientBoostingRegressor(**{"max_iter": 500, "learning_rate": 0.05,
+                                                "random_state": random_state, **params})
+    if name == "ridge":
+        from sklearn.linear_model import RidgeCV
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-4, 3, 15), **params))
+    if name == "mlp":
+        from .mlp import TorchMLPRegressor
+
+        return TorchMLPRegressor(random_state=random_state, **params)
+    raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+
+
+def _check_y(y, n: int) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if y.shape[0] != n:
+        raise ValueError(f"got {n} architectures but {y.shape[0]} latencies")
+    if not np.all(np.isfinite(y)) or (y <= 0).any():
+        raise ValueError("latencies must be positive finite numbers (ms)")
+    return y
+
+
+class _SpaceEstimator(RegressorMixin, BaseEstimator):
+    """Shared input handling: the space and (optionally) the operator table."""
+
+    def _featuriser(self, parts: Sequence[str]) -> ArchFeatures:
+        return ArchFeatures(space=self.space, table=getattr(self, "table", None), parts=parts).fit()
+
+    def _idx(self, X) -> np.ndarray:
+        check_is_fitted(self, "features_")
+        return as_indices(self.features_.space_, X)
+
+
+class FlopsLinear(_SpaceEstimator):
+    """latency = a * MAdds + b (least squares)."""
+
+    def __init__(self, space: str = "anb"):
+        self.space = space
+
+    def fit(self, X, y):
+        self.features_ = self._featuriser(("counts",))
+        idx = self._idx(X)
+        y = _check_y(y, len(idx))
+        m = self.features_.compiled_.terms(idx)["total_madds"]
+        A = np.column_stack([m, np.ones_like(m)])
+        (self.coef_, self.intercept_), *_ = np.linalg.lstsq(A, y, rcond=None)
+        self.n_features_in_ = self.features_.space_.n_decisions
+        return self
+
+    def predict(self, X):
+        idx = self._idx(X)
+        return self.coef_ * self.features_.compiled_.terms(idx)["total_madds"] + self.intercept_
+
+
+class TableSum(_SpaceEstimator):
+    """Sum of operator-table latencies; ``calibrate`` fits ``a * sum + b`` on timings.
+
+    ``table``: an :class:`~surrogate.predict.optable.OpTable`, a CSV path or
+    ``'shipped:<profile>'``. Without calibration ``fit`` needs no timings
+    (``y`` may be None).
+    """
+
+    def __init__(self, space: str = "anb", table=None, calibrate: bool = False):
+        self.space = space
+        self.table = table
+        self.calibrate = calibrate
+
+    def fit(self, X=None, y=None):
+        if self.table is None:
+            raise ValueError("TableSum needs an operator table (table=...)")
+        self.features_ = self._featuriser(("table",))
+        self.n_features_in_ = self.features_.space_.n_decisions
+        self.coef_, self.intercept_ = 1.0, 0.0
+        if self.calibrate:
+            if X is None or y is None:
+                raise ValueError("TableSum(calibrate=True) needs end-to-end timings to fit")
+            s = self.features_.table_sum(X)
+            y = _check_y(y, len(s))
+            if len(s) >= 2 and np.ptp(s) > 0:
+                A = np.column_stack([s, np.ones_like(s)])
+                (self.coef_, self.intercept_), *_ = np.linalg.lstsq(A, y, rcond=None)
+            else:  # one timing: a pure ratio
+                self.coef_ = float(np.median(y / s))
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self, "features_")
+        return self.coef_ * self.features_.table_sum(X) + self.intercept_
+
+
+class LatencyModel(_SpaceEstimator):
+    """A learned regressor on architecture features, fitted on ``log(latency)``.
+
+    ``model``: ``xgb`` (default), ``rf``, ``extratrees``, ``hgb``, ``ridge``, ``mlp``.
+    ``parts``: feature groups (``encoding``, ``counts``, ``table``); ``table`` needs an
+    operator table. ``residual=True`` learns ``log(y / table_sum)`` instead.
+    """
+
+    def __init__(self, space: str = "anb", table=None, model: str = "xgb",
+                 parts: Sequence[str] = PARTS, residual: bool = False,
+                 model_params: dict | None = None, random_state: int | None = 0):
+        self.space = space
+        self.table = table
+        self.model = model
+        self.parts = parts
+        self.residual = residual
+        self.model_params = model_params
+        self.random_state = random_state
+
+    def _parts(self) -> tuple[str, ...]:
+        parts = tuple(self.parts)
+        if self.table is None:
+            parts = tuple(p for p in parts if p != "table")
+        if self.residual and self.table is None:
+            raise ValueError("residual=True needs an operator table (table=...)")
+        return parts
+
+    def fit(self, X, y):
+        self.features_ = self._featuriser(self._parts())
+        idx = self._idx(X)
+        y = _check_y(y, len(idx))
+        F = self.features_.transform(idx)
+        target = np.log(y)
+        if self.residual:
+            target = target - np.log(self._table_sum(idx))
+        self.regressor_ = make_regressor(self.model, self.random_state, **(self.model_params or {}))
+        self.regressor_.fit(F, target)
+        self.n_features_in_ = self.features_.space_.n_decisions
+        return self
+
+    def _table_sum(self, idx) -> np.ndarray:
+        t = self.features_.compiled_.terms(idx)
+        return t["stem_ms"] + t["lat"].sum(axis=1) + t["head_ms"]
+
+    def predict(self, X):
+        idx = self._idx(X)
+        out = self.regressor_.predict(self.features_.transform(idx))
+        if self.residual:
+            out = out + np.log(self._table_sum(idx))
+        return np.exp(out)
+
+
+class ResidualLatency(LatencyModel):
+    """Table sum times a learned correction ``exp(f(features))``."""
+
+    def __init__(self, space: str = "anb", table=None, model: str = "xgb",
+                 parts: Sequence[str] = PARTS, residual: bool = True,
+                 model_params: dict | None = None, random_state: int | None = 0):
+        super().__init__(space=space, table=table, model=model, parts=parts, residual=residual,
+                         model_params=model_params, random_state=random_state)
+
+
+PREDICTORS = {"flops-linear": FlopsLinear, "table-sum": TableSum, "learned": LatencyModel,
+              "residual": ResidualLatency}
+
+
+def clone_predictor(est):
+    """``sklearn.base.clone`` (re-exported for convenience)."""
+    return clone(est)

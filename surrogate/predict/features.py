@@ -1,0 +1,132 @@
+"""Architecture inputs -> numeric features (a scikit-learn transformer).
+
+Estimators accept architectures in any of three forms: :class:`~space.arch.Arch`
+objects, architecture strings, or an ``(n, n_decisions)`` integer array of index
+vectors of the space (the fast, vectorised path). :func:`as_indices` turns each
+into canonical index vectors.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from space.arch import Arch
+from space.blockstring import parse_arch
+from space.spaces import SearchSpace, get_space
+
+from .compiled import CompiledSpace
+from .optable import OpTable
+
+PARTS = ("encoding", "counts", "table")
+
+
+def as_indices(space: SearchSpace, X) -> np.ndarray:
+    """Canonical index vectors for archs, arch strings or an index array."""
+    if isinstance(X, np.ndarray) and X.dtype.kind in "iu":
+        arr = X.reshape(1, -1) if X.ndim == 1 else X
+        if arr.ndim != 2 or arr.shape[1] != space.n_decisions:
+            raise ValueError(f"{space.name}: expected an (n, {space.n_decisions}) index array, "
+                             f"got shape {X.shape}")
+        return arr.astype(np.int64)
+    if isinstance(X, (Arch, str)):
+        X = [X]
+    out = []
+    for i, x in enumerate(X):
+        if isinstance(x, str):
+            x = parse_arch(x)
+        if not isinstance(x, Arch):
+            raise ValueError(f"item {i}: expected an Arch, an architecture string or an index "
+                             f"array, got {type(x).__name__}")
+        out.append(space.from_arch(x))
+    if not out:
+        raise ValueError("no architectures given")
+    return np.array(out, dtype=np.int64)
+
+
+def resolve_table(table, space: str) -> OpTable | None:
+    """An OpTable from an OpTable, a CSV path, ``'shipped:<profile>'`` or None."""
+    if table is None or isinstance(table, OpTable):
+        return table
+    if isinstance(table, str) and table.startswith("shipped:"):
+        return OpTable.shipped(table.split(":", 1)[1], space)
+    if isinstance(table, str):
+        return OpTable.from_csv(table)
+    raise ValueError(f"table must be an OpTable, a CSV path or 'shipped:<profile>', got {table!r}")
+
+
+class ArchFeatures(TransformerMixin, BaseEstimator):
+    """Numeric features of architectures.
+
+    Parts: ``encoding`` (the space's one-hot), ``counts`` (log MAdds, log params,
+    layers, per-position MAdds and activation volume), ``table`` (total and
+    per-position operator-table latency, stem, head). ``table`` needs ``table``.
+    """
+
+    def __init__(self, space: str = "anb", table=None, parts: Sequence[str] = PARTS):
+        self.space = space
+        self.table = table
+        self.parts = parts
+
+    def fit(self, X=None, y=None):
+        bad = [p for p in self.parts if p not in PARTS]
+        if bad or not self.parts:
+            raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {self.parts!r}")
+        self.space_ = get_space(self.space)
+        table = resolve_table(self.table, self.space)
+        if "table" in self.parts and table is None:
+            raise ValueError("the 'table' feature part needs an operator table (table=...)")
+        self.table_ = table
+        self.compiled_ = CompiledSpace.build(self.space_, table)
+        if "table" in self.parts:
+            missing = self.compiled_.missing_ops()
+            self.missing_ops_ = [lc.key() for lc in missing]
+        else:
+            self.missing_ops_ = []
+        names = []
+        npos = len(self.space_.positions)
+        if "encoding" in self.parts:
+            names += [f"{d.name}={c}" for d in self.space_.decisions for c in d.choices]
+        if "counts" in self.parts:
+            names += ["log_madds", "log_params", "n_layers"]
+            names += [f"madds_p{p}" for p in range(npos)] + [f"act_p{p}" for p in range(npos)]
+        if "table" in self.parts:
+            names += ["log_table_sum", "table_sum", "stem_ms", "head_ms"]
+            names += [f"table_p{p}" for p in range(npos)]
+        self.feature_names_out_ = np.array(names)
+        self.n_features_in_ = self.space_.n_decisions
+        return self
+
+    def get_feature_names_out(self, input_features=None):
+        return self.feature_names_out_
+
+    def table_sum(self, X) -> np.ndarray:
+        """Operator-table sum (ms) per architecture."""
+        idx = as_indices(self.space_, X)
+        s = self.compiled_.table_sum(idx)
+        if self.table_ is not None and not np.all(np.isfinite(s)):
+            raise ValueError(f"{int((~np.isfinite(s)).sum())} architecture(s) use operators the "
+                             f"table lacks (e.g. {self.missing_ops_[:2]}); measure them or give "
+                             f"the table an operator-level fallback")
+        return s
+
+    def transform(self, X) -> np.ndarray:
+        idx = as_indices(self.space_, X)
+        cols = []
+        t = self.compiled_.terms(idx)
+        if "encoding" in self.parts:
+            cols.append(self.space_.onehot(idx))
+        if "counts" in self.parts:
+            cols.append(np.column_stack([np.log(t["total_madds"]), np.log(t["total_params"]),
+                                         t["n_layers"].sum(axis=1)]))
+            cols.append(t["madds"] / 1e6)
+            cols.append(t["act_elems"] / 1e6)
+        if "table" in self.parts:
+            s = t["stem_ms"] + t["lat"].sum(axis=1) + t["head_ms"]
+            if not np.all(np.isfinite(s)):
+                raise ValueError(f"architectures use operators the table lacks (e.g. "
+                                 f"{self.missing_ops_[:2]}); measure them or add a fallback")
+            cols.append(np.column_stack([np.log(s), s, t["stem_ms"], t["head_ms"]]))
+            cols.append(t["lat"])
+        return np.hstack(cols).astype(np.float64)

@@ -1,0 +1,127 @@
+"""Operator-level latency model: predicts operator configurations a table never measured.
+
+In the spirit of nn-Meter's kernel predictors: a regressor on an operator's
+geometry and cost (widths, resolution, kernel, expansion, stride, SE, residual,
+groups, FLOPs, parameters and memory traffic), fitted on the measured rows of one
+or more operator tables, in log space. Plugged into an
+:class:`~surrogate.predict.optable.OpTable` as ``fallback`` it lets any
+architecture get a prediction; :meth:`OpLevelModel.missing` lists what to measure
+instead when the device is at hand (``mnas measure ops``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from space.arch import ACTS, LayerConfig
+from space.counting import conv_counts, layer_counts
+
+OP_KINDS = ("mbconv", "irf", "conv", "skip", "stem", "head")
+RESIDUALS = ("none", "add", "pool")
+
+
+def row_to_config(row: Mapping) -> LayerConfig:
+    """Rebuild the :class:`LayerConfig` of an operator-table row (its key must match)."""
+    skip = {"add": "identity", "pool": "pool", "none": "none"}[row["residual"]]
+    lc = LayerConfig(op=row["op"], h=int(row["h"]), w=int(row["w"]), in_ch=int(row["in_ch"]),
+                     out_ch=int(row["out_ch"]), kernel=int(row["kernel"]), stride=int(row["stride"]),
+                     expand=int(row["expand"]), se=float(row["se"]), skip=skip,
+                     groups=int(row["groups"]), act=row["act"],
+                     expand_divisor=int(row["expand_divisor"]), num_classes=int(row["num_classes"]))
+    if "op_key" in row and lc.key() != row["op_key"]:
+        raise ValueError(f"row {row['op_key']!r} does not describe a known operator configuration")
+    return lc
+
+
+def op_cost(lc: LayerConfig) -> tuple[float, float]:
+    """(MAdds, params) of any operator configuration, stem and head included."""
+    if lc.op == "stem":
+        c = conv_counts(lc.in_ch, lc.out_ch, lc.kernel, lc.out_h * lc.out_w)
+        return float(c.madds), float(c.params)
+    if lc.op == "head":
+        m = p = 0.0
+        if lc.out_ch:
+            c = conv_counts(lc.in_ch, lc.out_ch, 1, lc.h * lc.w)
+            m, p = float(c.madds), float(c.params)
+        last = lc.out_ch or lc.in_ch
+        return m + last * lc.num_classes, p + last * lc.num_classes
+    c = layer_counts(lc)
+    return float(c.madds), float(c.params)
+
+
+def op_features(configs: Sequence[LayerConfig]) -> np.ndarray:
+    """Numeric features of operator configurations."""
+    rows = []
+    for lc in configs:
+        madds, params = op_cost(lc)
+        mid = lc.mid_ch
+        out_hw = lc.out_h * lc.out_w
+        mem = lc.h * lc.w * lc.in_ch + out_hw * lc.out_ch + (lc.h * lc.w + out_hw) * mid
+        rows.append([
+            *[float(lc.op == k) for k in OP_KINDS],
+            *[float(lc.residual == r) for r in RESIDUALS],
+            *[float(lc.act == a) for a in ACTS],
+            math.log(lc.h), math.log(lc.in_ch), math.log(max(lc.out_ch, 1)), math.log(mid),
+            lc.kernel, lc.stride, lc.expand, lc.se, float(lc.se_ch), lc.groups,
+            math.log1p(madds), math.log1p(params), math.log1p(mem), math.log1p(lc.num_classes),
+            math.log1p(mid * out_hw * lc.kernel * lc.kernel),  # depthwise work
+        ])
+    return np.asarray(rows, dtype=np.float64)
+
+
+class OpLevelModel(RegressorMixin, BaseEstimator):
+    """Regressor from operator configuration to latency (ms); fitted on table rows.
+
+    ``fit(configs, y)`` takes :class:`LayerConfig` objects (or table rows) and their
+    median latencies.
+    """
+
+    def __init__(self, model: str = "xgb", model_params: dict | None = None,
+                 random_state: int | None = 0):
+        self.model = model
+        self.model_params = model_params
+        self.random_state = random_state
+
+    @staticmethod
+    def _configs(X) -> list[LayerConfig]:
+        out = []
+        for i, x in enumerate(X):
+            if isinstance(x, LayerConfig):
+                out.append(x)
+            elif isinstance(x, Mapping):
+                out.append(row_to_config(x))
+            else:
+                raise ValueError(f"item {i}: expected a LayerConfig or an operator-table row, "
+                                 f"got {type(x).__name__}")
+        if not out:
+            raise ValueError("no operator configurations given")
+        return out
+
+    def fit(self, X, y):
+        from .estimators import _check_y, make_regressor
+
+        configs = self._configs(X)
+        y = _check_y(y, len(configs))
+        F = op_features(configs)
+        self.regressor_ = make_regressor(self.model, self.random_state, **(self.model_params or {}))
+        self.regressor_.fit(F, np.log(y))
+        self.known_ = {lc.key() for lc in configs}
+        self.n_features_in_ = F.shape[1]
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self, "regressor_")
+        return np.exp(self.regressor_.predict(op_features(self._configs(X))))
+
+    def predict_op(self, lc: LayerConfig) -> float:
+        """One operator's latency (ms); the ``fallback`` signature of OpTable."""
+        return float(self.predict([lc])[0])
+
+    def missing(self, configs: Iterable[LayerConfig]) -> list[LayerConfig]:
+        """Configurations not in the training table (candidates to measure)."""
+        check_is_fitted(self, "regressor_")
+        return [lc for lc in configs if lc.key() not in self.known_ and not lc.is_identity]

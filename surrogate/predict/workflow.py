@@ -1,0 +1,121 @@
+"""Fitting and evaluating predictors on the shipped tables of a (profile, space).
+
+The end-to-end table is split deterministically by a hash of the architecture
+string: about 20% of rows (``is_test``) are never used for fitting, whatever the
+table grows to, so ``mnas eval`` always reports on timings the shipped and freshly
+fitted predictors have not seen.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..tables import Table
+from .estimators import FlopsLinear, LatencyModel, ResidualLatency, TableSum
+from .metrics import latency_metrics
+from .optable import OpTable
+
+TEST_SHARE = 5  # 1 in 5 rows is held out
+PREDICTORS_DIR = Path(__file__).resolve().parents[1] / "data" / "predictors"
+DEFAULT_MODEL = {"default": "residual-xgb"}
+MODEL_CHOICES = ("flops-linear", "table-sum", "table-sum-cal", "xgb", "mlp", "ridge",
+                 "residual-xgb", "residual-ridge", "residual-mlp")
+
+
+def is_test(arch: str) -> bool:
+    """Whether an architecture string belongs to the held-out split."""
+    return int(hashlib.sha1(arch.encode()).hexdigest()[:8], 16) % TEST_SHARE == 0
+
+
+def load_timings(profile: str, space: str, root: str | os.PathLike | None = None) -> tuple[list[str], np.ndarray]:
+    """Architecture strings and median latencies of ``<space>_models.csv``."""
+    from ..measure.jobs import tables_dir
+
+    path = tables_dir(root) / profile / f"{space}_models.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no end-to-end table for profile {profile!r} and space {space!r} at "
+                                f"{path}; measure it with: mnas measure models --profile {profile} "
+                                f"--space {space} --random 300")
+    rows = Table.models(path).read()
+    return [r["arch"] for r in rows], np.array([r["median_ms"] for r in rows])
+
+
+def split(archs: list[str], y: np.ndarray):
+    """(train archs, train y, test archs, test y) by :func:`is_test`."""
+    test = np.array([is_test(a) for a in archs])
+    a = np.array(archs, dtype=object)
+    return list(a[~test]), y[~test], list(a[test]), y[test]
+
+
+def make_predictor(name: str, space: str, table: OpTable | None, random_state: int = 0):
+    """A fresh predictor by CLI name (see ``MODEL_CHOICES``)."""
+    if name not in MODEL_CHOICES:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_CHOICES)}")
+    if name == "flops-linear":
+        return FlopsLinear(space)
+    if name.startswith("table-sum"):
+        return TableSum(space, table, calibrate=name.endswith("-cal"))
+    if name.startswith("residual-"):
+        return ResidualLatency(space, table, model=name.split("-", 1)[1], random_state=random_state)
+    return LatencyModel(space, table, model=name, random_state=random_state)
+
+
+def default_predictor_dir(profile: str, space: str) -> Path:
+    return PREDICTORS_DIR / profile / space
+
+
+def fit_on_tables(profile: str, space: str, model: str = "residual-xgb", *,
+                  root: str | os.PathLike | None = None, include_test: bool = False):
+    """Fit ``model`` on the training split of the shipped tables; returns (predictor, info)."""
+    archs, y = load_timings(profile, space, root)
+    tr_a, tr_y, te_a, te_y = split(archs, y)
+    if include_test:
+        tr_a, tr_y = archs, y
+    if len(tr_a) < 2:
+        raise ValueError(f"only {len(tr_a)} training timings for {profile}/{space}; measure more")
+    try:
+        table = OpTable.shipped(profile, space, root)
+    except FileNotFoundError:
+        if model not in ("flops-linear", "xgb", "mlp", "ridge"):
+            raise
+        table = None
+    est = make_predictor(model, space, table).fit(tr_a, tr_y)
+    return est, {"train_rows": len(tr_a), "test_rows": len(te_a), "model": model}
+
+
+def evaluate_on_tables(profile: str, space: str, predictor=None, *,
+                       root: str | os.PathLike | None = None, plot: str | None = None) -> dict:
+    """Metrics on the held-out rows for ``predictor`` (default: the shipped one) and the
+    FlopsLinear and TableSum baselines fitted on the training rows."""
+    from .persist import load_predictor
+
+    archs, y = load_timings(profile, space, root)
+    tr_a, tr_y, te_a, te_y = split(archs, y)
+    if len(te_a) < 2:
+        raise ValueError(f"only {len(te_a)} held-out timings for {profile}/{space}")
+    if predictor is None:
+        predictor = load_predictor(default_predictor_dir(profile, space), space=space, profile=profile)
+    preds = {"model": predictor.predict(te_a)}
+    base = {"flops_linear": FlopsLinear(space).fit(tr_a, tr_y)}
+    try:
+        table = OpTable.shipped(profile, space, root)
+        base["table_sum"] = TableSum(space, table).fit()
+        base["table_sum_calibrated"] = TableSum(space, table, calibrate=True).fit(tr_a, tr_y)
+    except FileNotFoundError:
+        pass
+    out = latency_metrics(te_y, preds["model"])
+    out["predictor"] = type(predictor).__name__ + (f"({predictor.model})" if hasattr(predictor, "model") else "")
+    out["baselines"] = {}
+    for k, est in base.items():
+        preds[k] = est.predict(te_a)
+        out["baselines"][k] = latency_metrics(te_y, preds[k])
+    out.update({"profile": profile, "space": space, "train_rows": len(tr_a)})
+    if plot:
+        from .metrics import plot_predicted_vs_measured
+
+        out["plot"] = plot_predicted_vs_measured(te_y, preds, plot,
+                                                 title=f"{profile} / {space}: held-out rows (n={len(te_y)})")
+    return out

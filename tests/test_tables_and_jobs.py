@@ -1,0 +1,188 @@
+"""Latency tables: validation, torn rows, LUT round trip; measurement jobs resume after SIGKILL."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from space import get_space
+from surrogate.tables import (OPS_COLUMNS, Table, TableError, export_lut, lut_to_rows, op_row_key,
+                              parse_lut, validate_table)
+
+REAL_LUT = """\
+Conv-input:224x224x3-output:112x112x32:
+  count: 50
+  mean: 2.41
+  var: 0.012
+expanded_conv-input:112x112x32-output:112x112x16-expand:1-kernel:3-stride:1-idskip:0:
+  count: 50
+  mean: 1.83
+  var: 0.004
+expanded_conv-input:112x112x16-output:56x56x24-expand:3-kernel:5-stride:2-idskip:0:
+  count: 50
+  mean: 3.02
+  var: 0.02
+expanded_conv-input:56x56x24-output:56x56x24-expand:6-kernel:3-stride:1-idskip:1:
+  count: 50
+  mean: 2.2
+  var: 0.01
+Logits-input:1x1x1280-output:1000:
+  count: 50
+  mean: 0.4
+  var: 0.0001
+"""
+
+
+def _row(lc, median=1.0):
+    return {**op_row_key(lc), "median_ms": median, "mean_ms": median, "std_ms": 0.1, "p10_ms": 0.9,
+            "p90_ms": 1.1, "iqr_ms": 0.1, "cv": 0.1, "rel_spread": 0.01, "n_runs": 30, "n_rounds": 3,
+            "remeasured": False, "ref_ms": 0.5, "measured_at": "2026-01-01T00:00:00+00:00"}
+
+
+def test_lut_import_export_round_trip(tmp_path):
+    lut = parse_lut(REAL_LUT, "mobile.yaml")
+    assert len(lut) == 5
+    rows = lut_to_rows(lut)
+    assert len(rows) == 3  # Conv and Logits have no operator-table equivalent
+    text, skipped = export_lut(rows)
+    assert skipped == 0
+    again = parse_lut(text)
+    for k, v in again.items():
+        assert v["count"] == lut[k]["count"]
+        assert math.isclose(v["mean"], lut[k]["mean"]) and math.isclose(v["var"], lut[k]["var"])
+    by_key = {r["op_key"]: r for r in rows}
+    skip_row = [r for r in by_key.values() if r["expand"] == 6][0]
+    assert skip_row["residual"] == "add" and skip_row["in_ch"] == 24
+
+
+def test_our_table_exports_expressible_rows_only():
+    ops = get_space("nasbench-macro").operator_configs()
+    rows = [_row(lc) for lc in ops]
+    text, skipped = export_lut(rows)
+    entries = parse_lut(text)
+    assert len(entries) + skipped == len(rows)
+    assert skipped == sum(1 for lc in ops if lc.op != "mbconv")
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("expanded_conv-input:1x1x1-output:1x1x1-expand:1-kernel:3-stride:1-idskip:0:\n  count: x\n  mean: 1\n  var: 0\n", ":2: count"),
+    ("garbage line here\n", ":1: not a LUT key"),
+    ("  count: 3\n", ":1: value before"),
+    ("expanded_conv-input:1x1x1-output:1x1x1-expand:1-kernel:3-stride:1-idskip:0:\n  count: 3\n", "lacks"),
+])
+def test_bad_lut_names_line(text, needle):
+    with pytest.raises(TableError, match=needle):
+        parse_lut(text, "f.yaml")
+
+
+def test_table_append_read_and_torn_row(tmp_path):
+    ops = get_space("nasbench-macro").operator_configs()
+    t = Table.ops(tmp_path / "x_ops.csv")
+    t.append([_row(ops[0]), _row(ops[1])])
+    assert [r["op_key"] for r in t.read()] == [ops[0].key(), ops[1].key()]
+    with open(t.path, "ab") as f:
+        f.write(b"mbconv_i8x8,mbconv,8")  # a torn row: no newline
+    with pytest.raises(TableError, match=r"x_ops.csv:4: torn last row"):
+        t.read()
+    assert t.done_keys() == {ops[0].key(), ops[1].key()}  # repaired
+    assert t.path.read_bytes().endswith(b"\n")
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda lines: lines[:1] + [lines[1].replace(",30,", ",thirty,")] + lines[2:], ":2: column 'n_runs'"),
+    (lambda lines: lines + [lines[1]], ":4: duplicate op_key"),
+    (lambda lines: ["a,b,c"] + lines[1:], ":1: not a 'op_key' latency table"),
+    (lambda lines: lines[:2] + [lines[2] + ",extra"], ":3: expected"),
+])
+def test_corrupt_table_names_file_and_line(tmp_path, mutate, needle):
+    ops = get_space("nasbench-macro").operator_configs()
+    t = Table.ops(tmp_path / "y_ops.csv")
+    t.append([_row(ops[0]), _row(ops[1])])
+    lines = t.path.read_text().splitlines()
+    t.path.write_text("\n".join(mutate(lines)) + "\n")
+    with pytest.raises(TableError, match=needle):
+        validate_table(t.path)
+
+
+def test_foreign_file_names(tmp_path):
+    p = tmp_path / "foo_ops.csv"
+    p.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(TableError, match="foo_ops.csv"):
+        Table.ops(p).read(repair=False)
+    with pytest.raises(TableError, match="expected a file named"):
+        validate_table(Path(__file__))
+
+
+def _mnas(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True,
+                          env=env, **kw)
+
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def test_measure_ops_tiny_subset(tmp_path):
+    from surrogate.measure.jobs import measure_ops
+    from surrogate.measure.timing import MeasureSettings
+
+    s = measure_ops("cpu-onnxruntime", "nasbench-macro", out_dir=tmp_path, limit=4, chunk=2,
+                    settings=MeasureSettings(warmup=1, runs=3, rounds=2), cache_dir=tmp_path / "c",
+                    progress=False)
+    assert (s.measured, s.total) == (4, 4)
+    table = tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.csv"
+    info = validate_table(table)
+    assert info["rows"] == 4 and info["problems"] == []
+    prov = json.loads((table.parent / "nasbench-macro_ops.provenance.json").read_text())
+    assert prov["host"]["cpu_model"] and prov["settings"]["rounds"] == 2
+    assert prov["profile"]["name"] == "cpu-onnxruntime" and prov["rows"] == 4
+    # rerun: nothing left to do, no duplicates
+    s2 = measure_ops("cpu-onnxruntime", "nasbench-macro", out_dir=tmp_path, limit=4, chunk=2,
+                     settings=MeasureSettings(warmup=1, runs=3, rounds=2), cache_dir=tmp_path / "c",
+                     progress=False)
+    assert (s2.measured, s2.skipped) == (0, 4)
+    assert len(Table.ops(table).read()) == 4
+
+
+def test_sigkill_then_resume_has_no_duplicate_or_torn_rows(tmp_path):
+    env = {**os.environ, "MNAS_CACHE_DIR": str(tmp_path / "cache")}
+    table = tmp_path / "cpu-onnxruntime" / "nasbench-macro_models.csv"
+    args = ["measure", "models", "--profile", "cpu-onnxruntime", "--space", "nasbench-macro",
+            "--random", "12", "--seed", "3", "--out", str(tmp_path), "--chunk", "2",
+            "--warmup", "1", "--runs", "5", "--rounds", "2", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if table.exists() and table.read_text().count("\n") >= 3:  # header + 2 rows
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = Table.models(table).done_keys()
+    assert 0 < len(partial) < 12
+    done = _mnas(*args, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = Table.models(table).read()
+    keys = [r["arch"] for r in rows]
+    sp = get_space("nasbench-macro")
+    import numpy as np
+
+    want = {str(sp.to_arch(i)) for i in sp.sample_indices(np.random.default_rng(3), 12)}
+    assert len(keys) == len(set(keys)) == len(want)
+    assert set(keys) == want and partial <= set(keys)
+
+
+def test_measure_cli_bad_input():
+    p = _mnas("measure", "ops", "--profile", "cpu-nope", "--space", "anb")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    p = _mnas("measure", "models", "--profile", "cpu-onnxruntime", "--random", "3")
+    assert p.returncode == 2 and "--space" in p.stderr
+    p = _mnas("measure", "ops", "--profile", "cuda-torch", "--space", "anb")
+    assert p.returncode == 2 and "cannot run here" in p.stderr and "Traceback" not in p.stderr
