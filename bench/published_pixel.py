@@ -1,0 +1,131 @@
+"""Published Pixel-1 timings from this machine's cpu-litert timings, calibrated per source.
+
+Source: the MnasNet paper's Pixel 1 measurements (single big core, batch 1, TFLite;
+Tables 1, 4 and 6 and the MobileNetV2 rows it reuses, all with the device string
+"Google Pixel 1 (single-thread big CPU core, batch 1)" in
+``reference/published_latency.csv``); rows whose network is in our registry. The
+calibration ``log(pixel) = a * log(ours) + b`` is fitted on the other rows
+(leave-one-out) and, separately, on 3 random rows predicting the rest. Our figure for
+a network is its measured end-to-end cpu-litert latency
+(``reference_models.csv``).
+
+    python bench/published_pixel.py
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from surrogate.predict.metrics import latency_metrics  # noqa: E402
+from surrogate.tables import Table, write_json_atomic  # noqa: E402
+
+DEVICE = "Google Pixel 1 (single-thread big CPU core, batch 1)"
+#: published model name -> our registry name
+NAMES = {
+    "MnasNet-A1": "mnasnet-a1",
+    "MnasNet-B1 (no SE in search space)": "mnasnet-b1",
+    "MobileNetV2 1.0": "mobilenetv2-1.0",
+    "MobileNetV2 1.4": "mobilenetv2-1.4",
+    "MobileNetV2 (0.35x)": "mobilenetv2-0.35",
+    "MnasNet-A1 (0.35x)": "mnasnet-a1-0.35",
+    "MnasNet-search2 (22ms target)": "mnasnet-small",
+    "MBConv3 (k3x3) only variant of A1": "mnasnet-a1-e3k3",
+    "MBConv3 (k5x5) only variant of A1": "mnasnet-a1-e3k5",
+    "MBConv6 (k3x3) only variant of A1": "mnasnet-a1-e6k3",
+    "MBConv6 (k5x5) only variant of A1": "mnasnet-a1-e6k5",
+}
+
+
+def load_rows(csv_path: Path, ours: dict[str, float]) -> list[dict]:
+    rows = []
+    with csv_path.open() as f:
+        for r in csv.DictReader(f):
+            if r["device"] != DEVICE or r["model"] not in NAMES:
+                continue
+            name = NAMES[r["model"]]
+            arch_key = ours.get(name)
+            if arch_key is None:
+                continue
+            weak = "UNCERTAIN" in r["note"] or "DERIVED" in r["note"] or "secondary" in r["note"]
+            rows.append({"model": r["model"], "ours": name, "pixel_ms": float(r["latency_ms"]),
+                         "cpu_litert_ms": arch_key, "source": r["source"], "weaker_evidence": weak})
+    return rows
+
+
+def fit_predict(x_tr, y_tr, x_te):
+    a, b = np.polyfit(np.log(x_tr), np.log(y_tr), 1)
+    return np.exp(a * np.log(x_te) + b)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--published", default=str(ROOT.parent / "shared" / "reference" / "published_latency.csv"))
+    ap.add_argument("--tables", default=None)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = ap.parse_args(argv)
+    from surrogate.measure.jobs import tables_dir
+
+    ref_table = tables_dir(args.tables) / "cpu-litert" / "reference_models.csv"
+    ours = {}
+    for r in Table.models(ref_table).read():
+        name = r["source"].split(":", 1)[1] if r["source"].startswith("reference:") else None
+        if name:
+            ours[name] = r["median_ms"]
+    rows = load_rows(Path(args.published), ours)
+    if len(rows) < 4:
+        raise SystemExit(f"only {len(rows)} published rows have a measured counterpart")
+    x = np.array([r["cpu_litert_ms"] for r in rows])
+    y = np.array([r["pixel_ms"] for r in rows])
+    loo = np.array([fit_predict(np.delete(x, i), np.delete(y, i), x[i:i + 1])[0] for i in range(len(x))])
+    res = {"device": DEVICE, "rows": rows, "loo_pred_ms": loo.tolist(), "loo": latency_metrics(y, loo)}
+    strong = np.array([not r["weaker_evidence"] for r in rows])
+    if strong.sum() >= 4 and (~strong).any():
+        xs, ys = x[strong], y[strong]
+        lo = np.array([fit_predict(np.delete(xs, i), np.delete(ys, i), xs[i:i + 1])[0] for i in range(len(xs))])
+        res["loo_strong_rows_only"] = latency_metrics(ys, lo)
+    few = []
+    for tr in itertools.combinations(range(len(x)), 3):
+        te = [i for i in range(len(x)) if i not in tr]
+        p = fit_predict(x[list(tr)], y[list(tr)], x[te])
+        m = latency_metrics(y[te], p)
+        few.append((m["mape"], m["spearman"]))
+    res["calibrated_on_3"] = {"subsets": len(few), "median_mape": float(np.median([f[0] for f in few])),
+                              "median_spearman": float(np.median([f[1] for f in few]))}
+    a, b = np.polyfit(np.log(x), np.log(y), 1)
+    res["fit_all"] = {"a": float(a), "b": float(b)}
+    out = Path(args.out)
+    write_json_atomic(out / "published_pixel.json", res)
+    lines = [f"Pixel 1 (MnasNet paper, single big core) from cpu-litert on this machine; "
+             f"calibration log(pixel) = a log(ours) + b.", "",
+             "| network | ours (cpu-litert ms) | published Pixel 1 ms | LOO predicted ms | error |",
+             "|---|---|---|---|---|"]
+    for r, p in zip(rows, loo):
+        tag = " (weaker evidence)" if r["weaker_evidence"] else ""
+        lines.append(f"| {r['model']}{tag} | {r['cpu_litert_ms']:.2f} | {r['pixel_ms']:.1f} | {p:.1f} | "
+                     f"{100 * (p / r['pixel_ms'] - 1):+.1f}% |")
+    m = res["loo"]
+    lines += ["", f"Leave-one-out over {m['n']} rows: MAPE {100 * m['mape']:.1f}%, within ±10% "
+              f"{100 * m['within_10pct']:.0f}%, Spearman {m['spearman']:.3f}, Kendall {m['kendall_tau']:.3f}."]
+    if "loo_strong_rows_only" in res:
+        s = res["loo_strong_rows_only"]
+        lines.append(f"Without the weaker-evidence rows ({s['n']} rows): MAPE {100 * s['mape']:.1f}%, "
+                     f"Spearman {s['spearman']:.3f}.")
+    c = res["calibrated_on_3"]
+    lines.append(f"Calibrated on 3 rows, predicting the others (all {c['subsets']} subsets, medians): "
+                 f"MAPE {100 * c['median_mape']:.1f}%, Spearman {c['median_spearman']:.3f}.")
+    md = "\n".join(lines)
+    (out / "published_pixel.md").write_text(md + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Training of architectures: the MnasNet recipe, image-folder data, DDP, proxy training.
+
+Names are loaded on first use (PEP 562), so ``search.train.cli`` -- imported by the
+``mnas`` root command -- stays free of torch until ``mnas train`` runs::
+
+    from search.train import TrainConfig, train
+    report = train("mnasnet-a1", "/data/imagenet", TrainConfig(), "runs/a1")
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "data": ("IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderDataset", "ImageSplits",
+             "ResumableDistributedSampler", "ShardSampler", "holdout_split", "image_folder_splits",
+             "list_images", "normalization_constants", "normalize"),
+    "loop": ("Trainer", "train"),
+    "proxy": ("ProxyCache", "proxy_accuracy", "proxy_config"),
+    "recipe": ("EMA", "RMSpropTF", "TrainConfig", "lr_at", "make_optimizer", "make_scheduler",
+               "param_groups", "peak_lr", "set_bn"),
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

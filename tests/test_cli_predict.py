@@ -1,0 +1,80 @@
+"""`mnas fit / predict / eval` on a small table measured here with ONNX Runtime."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("xgboost")
+
+
+def mnas(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    import os
+
+    root = tmp_path_factory.mktemp("tables")
+    env = {**os.environ, "MNAS_CACHE_DIR": str(root / "cache")}
+    common = ["--profile", "cpu-onnxruntime", "--space", "nasbench-macro", "--out", str(root),
+              "--warmup", "2", "--runs", "5", "--rounds", "2", "--no-progress"]
+    p = mnas("measure", "ops", *common, env=env)
+    assert p.returncode == 0, p.stderr
+    p = mnas("measure", "models", *common, "--random", "40", "--seed", "1", "--chunk", "20", env=env)
+    assert p.returncode == 0, p.stderr
+    return root
+
+
+def test_fit_predict_eval(tables, tmp_path):
+    out = tmp_path / "pred"
+    p = mnas("fit", "--profile", "cpu-onnxruntime", "--space", "nasbench-macro", "--model",
+             "residual-ridge", "-o", str(out), "--tables", str(tables), "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    from surrogate.tables import Table
+
+    rows = Table.models(tables / "cpu-onnxruntime" / "nasbench-macro_models.csv").read()
+    assert 30 <= len(rows) <= 40  # 40 draws, duplicates measured once
+    assert info["train_rows"] + info["test_rows"] == len(rows) and info["test_rows"] >= 2
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["space"] == "nasbench-macro" and meta["profile"] == "cpu-onnxruntime"
+    assert meta["table"]["sha256"] and meta["versions"]["numpy"]
+    p = mnas("predict", "--profile", "cpu-onnxruntime", "--space", "nasbench-macro", "--predictor",
+             str(out), "res32_stems1_cls10:r1_k3_s22_e3_i32_o64,r1_k1_s11_e1_i64_o64_skip,"
+             "r1_k5_s22_e6_i64_o128,r1_k1_s11_e1_i128_o128_skip,r1_k1_s11_e1_i128_o128_skip,"
+             "r1_k3_s22_e3_i128_o256,r1_k1_s11_e1_i256_o256_skip,r1_k1_s11_e1_i256_o256_skip", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)[0]["latency_ms"] > 0
+    png = tmp_path / "pvm.png"
+    p = mnas("eval", "--profile", "cpu-onnxruntime", "--space", "nasbench-macro", "--predictor",
+             str(out), "--tables", str(tables), "--json", "--plot", str(png))
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    for k in ("n", "within_10pct", "within_5pct", "mape", "kendall_tau"):
+        assert k in res and k in res["baselines"]["flops_linear"] and k in res["baselines"]["table_sum"]
+    assert res["n"] == info["test_rows"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predictor_refuses_other_space_or_profile(tables, tmp_path):
+    out = tmp_path / "pred"
+    assert mnas("fit", "--profile", "cpu-onnxruntime", "--space", "nasbench-macro", "--model",
+                "table-sum", "-o", str(out), "--tables", str(tables)).returncode == 0
+    p = mnas("predict", "--profile", "cpu-litert", "--space", "nasbench-macro", "--predictor",
+             str(out), "mnasnet-a1")
+    assert p.returncode == 2 and "profile 'cpu-onnxruntime', not 'cpu-litert'" in p.stderr
+    p = mnas("predict", "--profile", "cpu-onnxruntime", "--space", "anb", "--predictor", str(out),
+             "efficientnet-b0")
+    assert p.returncode == 2 and "space 'nasbench-macro', not 'anb'" in p.stderr
+    p = mnas("predict", "--profile", "cpu-onnxruntime", "--space", "nasbench-macro", "--predictor",
+             str(out), "mnasnet-a1")
+    assert p.returncode == 2 and "not in space" in p.stderr
+    p = mnas("fit", "--profile", "cpu-onnxruntime", "--space", "fbnet", "-o", str(out),
+             "--tables", str(tables))
+    assert p.returncode == 2 and "no end-to-end table" in p.stderr
