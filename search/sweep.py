@@ -229,12 +229,17 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
             if left <= 0:
                 break
             k = min(cfg.batch, left)
-            if controller is not None:
-                for idx in controller.propose(k):
-                    study.enqueue_trial({d.name: int(v) for d, v in zip(space.decisions, idx)})
+            # every trial is enqueued with this worker's id, then asked: the id is in the
+            # storage before the trial is RUNNING, so a later worker can tell a killed
+            # worker's unfinished trials from live ones
+            proposals = controller.propose(k) if controller is not None else [None] * k
+            for idx in proposals:
+                params = {} if idx is None else {d.name: int(v) for d, v in zip(space.decisions, idx)}
+                study.enqueue_trial(params, user_attrs={"worker": worker})
             trials = [study.ask(dists) for _ in range(k)]
             for t in trials:
-                t.set_user_attr("worker", worker)
+                if t.user_attrs.get("worker") != worker:  # popped another worker's entry
+                    t.set_user_attr("worker", worker)
             raw = np.array([[t.params[d.name] for d in space.decisions] for t in trials], dtype=np.int64)
             canon = np.array([space.canonical(r) for r in raw], dtype=np.int64)
             acc = accuracy.batch(canon)
@@ -243,7 +248,7 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
             for t, c, a, l_, r in zip(trials, canon, acc, lat, rew):
                 t.set_user_attr("arch", format_arch(space.to_arch(c)))
                 t.set_user_attr("reward", float(r))
-                study.tell(t, [float(a), float(l_)])
+                study.tell(t, [float(a), float(l_)], skip_if_finished=True)
             evaluated += k
             if controller is not None:
                 controller.observe([tuple(c) for c in canon], acc, lat, rew)
