@@ -103,8 +103,8 @@ def main(argv=None) -> int:
     res["fit_all"] = {"a": float(a), "b": float(b)}
     out = Path(args.out)
     write_json_atomic(out / "published_pixel.json", res)
-    lines = [f"Pixel 1 (MnasNet paper, single big core) from cpu-litert on this machine; "
-             f"calibration log(pixel) = a log(ours) + b.", "",
+    lines = ["Pixel 1 (MnasNet paper, single big core) from cpu-litert on this machine; "
+             "calibration log(pixel) = a log(ours) + b.", "",
              "| network | ours (cpu-litert ms) | published Pixel 1 ms | LOO predicted ms | error |",
              "|---|---|---|---|---|"]
     for r, p in zip(rows, loo):

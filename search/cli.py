@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from space.cli import OneLineParser, UsageError
+from space.cli import OneLineParser, UsageError, positive_int
 
 _USER_ERRORS = (UsageError, ValueError, FileNotFoundError)
 
@@ -45,9 +45,9 @@ def _add_sweep_args(p, controller: bool) -> None:
         p.add_argument("--controller", default="ppo", choices=("ppo", "evolution", "random"))
     else:
         p.add_argument("--sampler", default="nsga2", choices=SAMPLERS)
-    p.add_argument("--trials", type=_pos_int, default=300)
+    p.add_argument("--trials", type=positive_int, default=300)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=_pos_int, default=8, help="trials asked per round")
+    p.add_argument("--batch", type=positive_int, default=8, help="trials asked per round")
     p.add_argument("--storage", default=None,
                    help="study storage: sqlite:///sweep.db, another SQLAlchemy URL, or journal:./sweep.log")
     p.add_argument("--study-name", default=None)
@@ -62,18 +62,6 @@ def _add_sweep_args(p, controller: bool) -> None:
     p.add_argument("--out", default=None, help="output folder (default mnas_runs/<study>)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
-
-
-def _pos_int(text: str) -> int:
-    import argparse
-
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
 
 
 def _cmd_sweep(args) -> int:

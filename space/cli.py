@@ -139,13 +139,23 @@ def _cmd_space_sample(args) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _int_at_least(text, 0, "a non-negative integer")
+
+
+def _int_at_least(text: str, lo: int, what: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if v < lo:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
     return v
 
 
@@ -157,7 +167,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     asub = p.add_subparsers(dest="arch_cmd", required=True, parser_class=OneLineParser)
     s = asub.add_parser("show", help="params, MAdds and per-stage table")
     s.add_argument("arch", help="a reference name (mnas arch list) or an architecture string")
-    s.add_argument("--resolution", type=_positive_int, default=None)
+    s.add_argument("--resolution", type=positive_int, default=None)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_arch_show)
     s = asub.add_parser("list", help="the reference registry")
@@ -172,7 +182,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_space_info)
     s = ssub.add_parser("sample", help="random architectures of a space")
     s.add_argument("space", choices=space_names())
-    s.add_argument("-n", type=_positive_int, default=5)
+    s.add_argument("-n", type=positive_int, default=5)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_space_sample)

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
-from space.cli import OneLineParser, UsageError, print_json
+from space.cli import OneLineParser, UsageError, nonneg_int, positive_int, print_json
 
 
 def _profile_names() -> list[str]:
@@ -247,32 +245,12 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", required=True, choices=_profile_names())
     p.add_argument("--out", default=None, help="tables root (default: $MNAS_TABLES_DIR or data/latency_tables)")
     p.add_argument("--cache", default=None, help="export cache (default: $MNAS_CACHE_DIR or ~/.cache/mnas-surrogate)")
-    p.add_argument("--warmup", type=_nonneg_int, default=None)
-    p.add_argument("--runs", type=_pos_int, default=None)
-    p.add_argument("--rounds", type=_pos_int, default=None)
+    p.add_argument("--warmup", type=nonneg_int, default=None)
+    p.add_argument("--runs", type=positive_int, default=None)
+    p.add_argument("--rounds", type=positive_int, default=None)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(_spaces=space_names())
-
-
-def _pos_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
-    return v
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -288,19 +266,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = msub.add_parser("ops", help="per-operator latency table of a space (resumable)")
     _common_measure(s)
     s.add_argument("--space", required=True, choices=space_names())
-    s.add_argument("--limit", type=_pos_int, default=None, help="only the first N operators")
-    s.add_argument("--chunk", type=_pos_int, default=48)
+    s.add_argument("--limit", type=positive_int, default=None, help="only the first N operators")
+    s.add_argument("--chunk", type=positive_int, default=48)
     s.set_defaults(func=_cmd_measure_ops)
     s = msub.add_parser("models", help="end-to-end timings of networks (resumable)")
     _common_measure(s)
     s.add_argument("--space", choices=space_names(), default=None)
     g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--random", type=_pos_int, metavar="N", help="N random members of --space")
+    g.add_argument("--random", type=positive_int, metavar="N", help="N random members of --space")
     g.add_argument("--archs", metavar="FILE", help="a file of architecture strings or names, one per line")
     g.add_argument("--reference", action="store_true", help="the reference registry (members of --space if given)")
     g.add_argument("--all", action="store_true", help="every distinct network of --space (small spaces)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--chunk", type=_pos_int, default=16)
+    s.add_argument("--chunk", type=positive_int, default=16)
     s.add_argument("--table", default=None, help="table file name (default <space>_models.csv)")
     s.set_defaults(func=_cmd_measure_models)
 

@@ -12,27 +12,7 @@ import argparse
 import os
 import sys
 
-from space.cli import print_json
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
+from space.cli import nonneg_int, positive_int, print_json
 
 
 def _positive_float(text: str) -> float:
@@ -113,17 +93,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "torchrun --nproc-per-node N -m search.cli train ...")
     p.add_argument("arch", help="a reference name (mnas arch list) or an architecture string")
     p.add_argument("--data", required=True, help="folder with train/ and val/ class folders")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="default 350")
-    p.add_argument("--batch-size", type=_positive_int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None, help="default 350")
+    p.add_argument("--batch-size", type=positive_int, default=None,
                    help="per process; default 128")
     p.add_argument("--lr-per-256", type=_positive_float, default=None,
                    help="learning rate per 256 images of global batch; default 0.016")
     p.add_argument("--out", default=None, help="output folder; default mnas_runs/train/<arch>")
-    p.add_argument("--seed", type=_nonneg_int, default=None, help="default 0")
-    p.add_argument("--workers", type=_nonneg_int, default=None, help="data-loading processes; default 4")
-    p.add_argument("--ckpt-every", type=_nonneg_int, default=None,
+    p.add_argument("--seed", type=nonneg_int, default=None, help="default 0")
+    p.add_argument("--workers", type=nonneg_int, default=None, help="data-loading processes; default 4")
+    p.add_argument("--ckpt-every", type=nonneg_int, default=None,
                    help="checkpoint every N steps as well as every epoch (0: epochs only); default 1000")
-    p.add_argument("--max-steps", type=_nonneg_int, default=None,
+    p.add_argument("--max-steps", type=nonneg_int, default=None,
                    help="stop (with a checkpoint) after this many steps in all")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...; default cuda if available")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT has a checkpoint")

@@ -488,7 +488,7 @@ class Trainer:
         t0 = time.perf_counter()
 
         def flush_running() -> None:
-            nonlocal loss_acc, correct_acc, seen, t0
+            nonlocal seen, t0
             now = time.perf_counter()
             self._running["loss_sum"] += loss_acc.item()
             self._running["correct"] += correct_acc.item()

@@ -149,7 +149,18 @@ class CompiledSpace:
     def _combos(self, idx: np.ndarray, p: int) -> np.ndarray:
         cards = self.positions[p].cards
         cols = idx[:, self.offsets[p]: self.offsets[p] + len(cards)]
-        return np.ravel_multi_index(cols.T, cards) if len(cards) > 1 else cols[:, 0]
+        if len(cards) == 1:
+            return cols[:, 0]
+        strides = np.cumprod((1,) + cards[:0:-1])[::-1]  # C order, as np.ravel_multi_index
+        return cols @ strides.astype(np.int64)
+
+    def _flat(self, p: int, key: str) -> np.ndarray:
+        """``positions[p].<key>`` raveled (cached), for ``take`` on ``state * n_combo + combo``."""
+        cache = self.__dict__.setdefault("_flat_cache", {})
+        arr = cache.get((p, key))
+        if arr is None:
+            arr = cache[(p, key)] = np.ascontiguousarray(getattr(self.positions[p], key)).ravel()
+        return arr
 
     def terms(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Per-position latency/MAdds/params/layers/activations for a batch of index vectors.
@@ -163,12 +174,14 @@ class CompiledSpace:
         n = idx.shape[0]
         state = np.zeros(n, dtype=np.int64)
         keys = ("lat", "madds", "params", "n_layers", "act_elems")
-        out = {k: np.empty((n, len(self.positions))) for k in keys}
+        npos = len(self.positions)
+        cols = {k: np.empty((npos, n)) for k in keys}  # row per position: contiguous writes
         for p, pos in enumerate(self.positions):
-            c = self._combos(idx, p)
+            lin = state * pos.n_combo + self._combos(idx, p)
             for k in keys:
-                out[k][:, p] = getattr(pos, k)[state, c]
-            state = pos.nxt[state, c]
+                self._flat(p, k).take(lin, out=cols[k][p])
+            state = self._flat(p, "nxt").take(lin)
+        out = {k: v.T for k, v in cols.items()}
         out["stem_ms"] = np.full(n, self.stem_ms)
         out["head_ms"] = self.head_ms[state]
         out["final_state"] = state
@@ -178,5 +191,14 @@ class CompiledSpace:
 
     def table_sum(self, idx: np.ndarray) -> np.ndarray:
         """Sum of operator latencies (stem + layers + head) per index vector, ms."""
-        t = self.terms(idx)
-        return t["stem_ms"] + t["lat"].sum(axis=1) + t["head_ms"]
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.ndim == 1:
+            idx = idx[None, :]
+        n = idx.shape[0]
+        state = np.zeros(n, dtype=np.int64)
+        s = np.full(n, self.stem_ms)
+        for p, pos in enumerate(self.positions):  # latency and next state only
+            lin = state * pos.n_combo + self._combos(idx, p)
+            s += self._flat(p, "lat").take(lin)
+            state = self._flat(p, "nxt").take(lin)
+        return s + self.head_ms[state]

@@ -29,7 +29,13 @@ def as_indices(space: SearchSpace, X) -> np.ndarray:
         if arr.ndim != 2 or arr.shape[1] != space.n_decisions:
             raise ValueError(f"{space.name}: expected an (n, {space.n_decisions}) index array, "
                              f"got shape {X.shape}")
-        return arr.astype(np.int64)
+        arr = arr.astype(np.int64, copy=False)
+        card = space.cardinalities
+        if (arr < 0).any() or (arr >= card).any():
+            bad = np.argwhere((arr < 0) | (arr >= card))[0]
+            raise ValueError(f"{space.name}: decision {space.decisions[bad[1]].name!r} has index "
+                             f"{arr[bad[0], bad[1]]} out of range in row {bad[0]}")
+        return arr
     if isinstance(X, (Arch, str)):
         X = [X]
     out = []
@@ -113,20 +119,37 @@ class ArchFeatures(TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         idx = as_indices(self.space_, X)
-        cols = []
+        n = idx.shape[0]
         t = self.compiled_.terms(idx)
+        # filled in place: one (n, n_features) float64 array, no per-part copies
+        out = np.empty((n, len(self.feature_names_out_)), dtype=np.float64)
+        c = 0
         if "encoding" in self.parts:
-            cols.append(self.space_.onehot(idx))
+            w = self.space_.onehot_width
+            enc = out[:, c: c + w]
+            enc.fill(0.0)
+            offs = np.concatenate([[0], np.cumsum(self.space_.cardinalities)[:-1]])
+            enc[np.arange(n)[:, None], idx + offs] = 1.0
+            c += w
+        npos = t["lat"].shape[1]
         if "counts" in self.parts:
-            cols.append(np.column_stack([np.log(t["total_madds"]), np.log(t["total_params"]),
-                                         t["n_layers"].sum(axis=1)]))
-            cols.append(t["madds"] / 1e6)
-            cols.append(t["act_elems"] / 1e6)
+            np.log(t["total_madds"], out=out[:, c])
+            np.log(t["total_params"], out=out[:, c + 1])
+            t["n_layers"].sum(axis=1, out=out[:, c + 2])
+            c += 3
+            np.divide(t["madds"], 1e6, out=out[:, c: c + npos])
+            np.divide(t["act_elems"], 1e6, out=out[:, c + npos: c + 2 * npos])
+            c += 2 * npos
         if "table" in self.parts:
             s = t["stem_ms"] + t["lat"].sum(axis=1) + t["head_ms"]
             if not np.all(np.isfinite(s)):
                 raise ValueError(f"architectures use operators the table lacks (e.g. "
                                  f"{self.missing_ops_[:2]}); measure them or add a fallback")
-            cols.append(np.column_stack([np.log(s), s, t["stem_ms"], t["head_ms"]]))
-            cols.append(t["lat"])
-        return np.hstack(cols).astype(np.float64)
+            np.log(s, out=out[:, c])
+            out[:, c + 1] = s
+            out[:, c + 2] = t["stem_ms"]
+            out[:, c + 3] = t["head_ms"]
+            out[:, c + 4: c + 4 + npos] = t["lat"]
+            c += 4 + npos
+        assert c == out.shape[1]
+        return out
