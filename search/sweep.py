@@ -364,7 +364,7 @@ def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
     summary = measure_models(prof, cfg["space"], [(parse_arch(p["arch"]), "finalist") for p in front],
                              out_dir=out, table_name="finalists_models.csv", progress=progress,
                              settings=MeasureSettings(warmup=5, runs=20, rounds=3), chunk=k,
-                             cache_dir=cache_dir)
+                             cache_dir=cache_dir, convert_all_cores=True)
     measured = {r["arch"]: r["median_ms"] for r in
                 Table.models(Path(summary.table)).read()}
     rows = []

@@ -94,7 +94,7 @@ class _Prefetcher:
     """Converts jobs in order in a pinned worker process; ``wait(i)`` blocks until job i is done."""
 
     def __init__(self, jobs: list[tuple[str, object]], profile: DeviceProfile, cache_dir: Path,
-                 cpus: list[int] | None):
+                 cpus: list[int] | None, processes: int = 1):
         self.done = threading.Event()
         self.finished: set[int] = set()
         self.cond = threading.Condition()
@@ -109,7 +109,7 @@ class _Prefetcher:
         payload = [(i, k, p, fmt, nhwc, str(cache_dir)) for i, (k, p) in enumerate(jobs)]
         import multiprocessing as mp
 
-        self.pool = mp.get_context("spawn").Pool(1, initializer=_convert_worker_init,
+        self.pool = mp.get_context("spawn").Pool(max(1, processes), initializer=_convert_worker_init,
                                                  initargs=(cpus,))
         self.thread = threading.Thread(target=self._run, args=(payload,), daemon=True)
         self.thread.start()
@@ -173,7 +173,7 @@ def _finish_provenance(table: Table, prov: dict, session: dict) -> None:
 def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                 profile: DeviceProfile, settings: MeasureSettings, chunk: int,
                 cache_dir: Path | None, progress: bool, kind: str, space: str,
-                extra_prov: dict | None = None,
+                extra_prov: dict | None = None, convert_all_cores: bool = False,
                 on_chunk: Callable[[int], None] | None = None) -> JobSummary:
     """items: (row_key, build_kind, payload, row_identity_columns)."""
     from .export import ExportCache
@@ -188,6 +188,10 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     # the converter's cores are decided before this process pins itself to the timing
     # core (a worker spawned after pinning would inherit it and share the timing core)
     free = runner.free_cpus() or None
+    n_proc = 1
+    if convert_all_cores:  # conversion finishes before any timing (one chunk): use every core
+        free = sorted(runner.cpus_before_pin)
+        n_proc = len(free)
     prov = _provenance(table, profile, space, kind, settings, runner.describe(), extra_prov or {})
     session = {"started": now_iso(), "measured": 0, "skipped_existing": total - len(todo)}
     bar = None
@@ -197,7 +201,7 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
         bar = tqdm(total=total, initial=total - len(todo), unit=kind[:-1] if kind.endswith("s") else kind,
                    desc=f"{profile.name} {table.path.name}", file=sys.stderr, dynamic_ncols=True)
     jobs = [(("op", REFERENCE_OP))] + [(b, p) for _, b, p, _ in todo]
-    pre = _Prefetcher(jobs, profile, cache.dir, free)
+    pre = _Prefetcher(jobs, profile, cache.dir, free, processes=n_proc)
     runner.ensure_pinned()
     session["converter_cpus"] = free
     session["timing_cpu"] = runner.pinned_core
@@ -286,7 +290,7 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
                    out_dir: str | os.PathLike | None = None,
                    settings: MeasureSettings | None = None, chunk: int = 16,
                    cache_dir: str | os.PathLike | None = None, progress: bool = True,
-                   table_name: str | None = None) -> JobSummary:
+                   table_name: str | None = None, convert_all_cores: bool = False) -> JobSummary:
     """Time whole networks end to end into ``<space>_models.csv`` (resumable).
 
     ``archs`` yields ``(arch, source)`` pairs; source says where the row came
@@ -309,4 +313,5 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
     table = Table.models(tables_dir(out_dir) / prof.name / name)
     return _run_chunks(table=table, items=items, profile=prof, settings=_settings_for(prof, settings),
                        chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
-                       progress=progress, kind="models", space=space)
+                       progress=progress, kind="models", space=space,
+                       convert_all_cores=convert_all_cores and len(items) <= chunk)
