@@ -1,0 +1,75 @@
+"""Smoke tests of the benchmark scripts under bench/: each main() on its --quick configuration.
+
+The scripts' full runs take minutes to an hour; here each runs on a tiny configuration
+into a temporary folder (skipped when the benchmark data is absent).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _bench(name: str):
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+def _written(out, name: str) -> dict:
+    j, m = out / f"{name}.json", out / f"{name}.md"
+    assert j.is_file() and m.is_file()
+    payload = json.loads(j.read_text())
+    meta = payload["meta"]
+    assert meta["benchmark"] == name and meta["machine"]["cpu_count"] >= 1
+    assert {"numpy", "scikit-learn", "xgboost", "torch"} <= set(meta["libraries"])
+    assert m.read_text().startswith("# ")
+    return payload["results"]
+
+
+def test_common_writes_json_and_markdown(tmp_path, capsys):
+    common = _bench("common")
+    table = common.md_table(["a", "b"], [["x", common.fmt(0.1234, "pct")], ["y", 1.5]])
+    common.write_results("t", {"v": float("nan"), "k": [1, 2]}, "# T\n\n" + table, tmp_path,
+                         seeds=[0])
+    res = _written(tmp_path, "t")
+    assert res == {"v": None, "k": [1, 2]}
+    assert "12.3%" in capsys.readouterr().out
+    assert common.median_metrics([{"n": 3, "mape": 0.1}, {"n": 3, "mape": 0.3}]) == \
+        {"n": 3, "mape": 0.2, "repeats": 2}
+
+
+@pytest.mark.slow
+def test_help_phones_quick(fbnet_csv, tmp_path):
+    res = _bench("help_phones").main(["--quick", "--data", str(fbnet_csv.parents[1]),
+                                      "--out", str(tmp_path)])
+    assert _written(tmp_path, "help_phones").keys() == res.keys()
+    p2 = res["per_device"]["pixel2"]["median"]
+    assert {"additive", "flops-linear", "ours (selected)", "rounding floor"} <= set(p2)
+    assert 0 < p2["ours (selected)"]["mape"] < 0.3
+    fs = res["few_shot"]["targets"]["pixel2"]
+    assert set(fs) == {"5", "20"} and "pixel3" in fs["5"]
+
+
+@pytest.mark.slow
+def test_anb_accelerators_quick(anb_csv, tmp_path):
+    res = _bench("anb_accelerators").main(["--quick", "--data", str(anb_csv.parents[1]),
+                                           "--out", str(tmp_path)])
+    _written(tmp_path, "anb_accelerators")
+    cell = res["per_target"]["tpuv3"]["20"]
+    assert {"scratch ridge", "scratch xgb", "from tpuv2"} <= set(cell)
+    assert cell["from tpuv2"]["spearman"] > 0.5
+
+
+@pytest.mark.slow
+def test_predict_speed_quick(tmp_path):
+    res = _bench("predict_speed").main(["--quick", "--spaces", "anb", "--out", str(tmp_path)])
+    _written(tmp_path, "predict_speed")
+    models = res["anb"]["models"]
+    assert {"table-sum", "mlp", "xgb"} <= set(models)
+    assert all(v["predictions_per_s"] > 0 and v["fit_s"] >= 0 for v in models.values())
