@@ -151,6 +151,8 @@ class SearchSpace:
                         nxt.add(b.out_ch)
                         for lc in _layers_at(stub, b, size)[:1]:
                             sizes.add(lc.out_h)
+            if len(sizes) != 1:
+                raise RuntimeError(f"{self.name}: position {p} leads to several spatial sizes")
             size = sizes.pop()
             ins = nxt
         out.append((size, sorted(ins)))  # what the head sees
@@ -287,32 +289,18 @@ class SearchSpace:
         seen: dict[str, LayerConfig] = {}
         stub = Arch(blocks=(Block(1, 3, 1, 1, self.arch_defaults.get("stem_ch", 32), 8),),
                     **self.arch_defaults)
-        seen_stem = stub.stem_config()
-        seen[seen_stem.key()] = seen_stem
-        size = stub.stem_out()
-        ins: set[int] = {self.arch_defaults.get("stem_ch", 32)}
+        stem = stub.stem_config()
+        seen[stem.key()] = stem
+        ins = self.position_inputs()
         for p, pos in enumerate(self.positions):
-            nxt: set[int] = set()
-            sizes: set[int] = set()
+            size, widths = ins[p]
             for sub in _product([d.n for d in pos]):
-                for cin in sorted(ins):
-                    b = self._make_block(p, sub, cin)
-                    if b is None:
-                        nxt.add(cin)
-                        sizes.add(size)
-                        continue
-                    a = Arch(blocks=(b,), **{**self.arch_defaults, "resolution": 8, "stem_stride": 1,
-                                             "stem_ch": cin})
-                    for lc in _layers_at(a, b, size):
+                for cin in widths:
+                    for lc in self.block_layers(p, sub, cin, size)[:2]:  # first + one repeat
                         if not lc.is_identity:
                             seen.setdefault(lc.key(), lc)
-                        sizes.add(lc.out_h)
-                    nxt.add(b.out_ch)
-            if len(sizes) != 1:
-                raise RuntimeError(f"{self.name}: position {p} leads to several spatial sizes")
-            size = sizes.pop()
-            ins = nxt
-        for cin in sorted(ins):
+        size, finals = ins[-1]
+        for cin in finals:
             lc = LayerConfig(op="head", h=size, w=size, in_ch=cin,
                              out_ch=self.arch_defaults.get("head_ch", 1280), kernel=1, stride=1,
                              expand=1, se=0.0, skip="none", groups=1,
