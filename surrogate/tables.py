@@ -211,11 +211,12 @@ def provenance_path(table_path: str | os.PathLike) -> Path:
 def table_kind(path: str | os.PathLike) -> str:
     """'ops' or 'models' from the file name (``<space>_ops.csv`` / ``<space>_models.csv``)."""
     name = Path(path).name
-    if name.endswith("_ops.csv"):
+    if re.search(r"_ops(_[A-Za-z0-9-]+)?\.csv$", name):
         return "ops"
-    if name.endswith("_models.csv"):
+    if re.search(r"_models(_[A-Za-z0-9-]+)?\.csv$", name):
         return "models"
-    raise TableError(f"{path}: expected a file named <space>_ops.csv or <space>_models.csv")
+    raise TableError(f"{path}: expected a file named <space>_ops[_tag].csv or "
+                     f"<space>_models[_tag].csv")
 
 
 def open_table(path: str | os.PathLike) -> Table:
