@@ -312,7 +312,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: workers share out dirs
     tmp.write_text(buf.getvalue())
     os.replace(tmp, path)
 
@@ -332,7 +332,7 @@ def _plot(path: Path, lat, acc, front_idx, target, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     fig.savefig(tmp)
     plt.close(fig)
     os.replace(tmp, path)
