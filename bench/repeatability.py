@@ -60,10 +60,12 @@ def main(argv=None) -> int:
     ap.add_argument("-n", type=int, default=100)
     ap.add_argument("--tables", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar (logs)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(repeatability(args.profile, args.space, args.n, out, args.tables), indent=2))
+    print(json.dumps(repeatability(args.profile, args.space, args.n, out, args.tables,
+                                                progress=not args.no_progress), indent=2))
     return 0
 
 

@@ -448,6 +448,7 @@ class AnbAccuracy(AccuracyObjective):
 
     @property
     def fingerprint(self) -> str:
+        """Identity of the surrogate file (part of the cache key)."""
         return "xgb-" + self._digest[:16]
 
     def _evaluate(self, idx: np.ndarray) -> np.ndarray:
@@ -514,6 +515,7 @@ class MacroAccuracy(AccuracyObjective):
 
     @property
     def fingerprint(self) -> str:
+        """Identity of the benchmark file (part of the cache key)."""
         return "json-" + self._digest[:16]
 
     @property

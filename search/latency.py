@@ -35,6 +35,7 @@ class PredictedLatency:
         return np.asarray(self.predictor.predict(idx), dtype=np.float64)
 
     def describe(self) -> dict:
+        """What predicts: profile, space, predictor path, model class, table hash."""
         meta = getattr(self.predictor, "meta_", {})
         return {"kind": "predicted", "profile": self.profile, "space": self.space_name,
                 "predictor": self.source, "model": meta.get("class"),
@@ -54,6 +55,7 @@ class MeasuredLatency:
         self.n_evaluated = 0
 
     def batch(self, idx: np.ndarray) -> np.ndarray:
+        """Measured latency (ms) of each row of decision indices, from the table."""
         idx = np.asarray(idx, dtype=np.int64).reshape(-1, self.space.n_decisions)
         out = np.empty(len(idx))
         for i, row in enumerate(idx):
@@ -66,5 +68,6 @@ class MeasuredLatency:
         return out
 
     def describe(self) -> dict:
+        """What measures: profile, space and the number of timed rows."""
         return {"kind": "measured", "profile": self.profile, "space": self.space_name,
                 "rows": len(self.table)}

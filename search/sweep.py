@@ -67,12 +67,14 @@ class SweepConfig:
 
     @property
     def name(self) -> str:
+        """The study name: given, else derived from space, profile, objective, method and seed."""
         how = self.controller or self.sampler
         return self.study_name or f"{self.space}-{self.profile}-{self.accuracy}-{how}-seed{self.seed}"
 
 
 @dataclass
 class SweepResult:
+    """What a sweep returns: its settings, trial counts, front, hypervolume, files."""
     config: dict
     trials: int
     evaluated_here: int
@@ -88,6 +90,7 @@ class SweepResult:
     finalists: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
+        """The result as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -115,6 +118,7 @@ def open_storage(url: str | None):
 
 
 def make_sampler(name: str, seed: int, n_decisions: int):
+    """Optuna sampler ``nsga2``, ``tpe`` or ``random`` seeded with ``seed``."""
     import optuna
 
     if name == "nsga2":
@@ -339,6 +343,7 @@ def _plot(path: Path, lat, acc, front_idx, target, title: str) -> None:
 
 
 def write_summary(result: SweepResult, path: str | os.PathLike) -> None:
+    """Write ``result`` as JSON to ``path`` atomically."""
     from surrogate.tables import write_json_atomic
 
     write_json_atomic(path, result.as_dict())

@@ -148,12 +148,14 @@ class LayerConfig:
 
     @property
     def out_h(self) -> int:
+        """Output height (1 for the head)."""
         if self.op == "head":
             return 1
         return conv_out(self.h, self.kernel, self.stride)
 
     @property
     def out_w(self) -> int:
+        """Output width (1 for the head)."""
         if self.op == "head":
             return 1
         return conv_out(self.w, self.kernel, self.stride)
@@ -170,10 +172,12 @@ class LayerConfig:
 
     @property
     def has_expand(self) -> bool:
+        """Whether the layer has a 1x1 expansion conv."""
         return self.op == "irf" or (self.op == "mbconv" and self.mid_ch != self.in_ch)
 
     @property
     def se_ch(self) -> int:
+        """Squeeze-and-excitation bottleneck width (0 without SE)."""
         return max(1, int(self.in_ch * self.se)) if self.se > 0 else 0
 
     @property
@@ -287,6 +291,7 @@ class Arch:
         return count(self)
 
     def stem_out(self) -> int:
+        """Spatial size after the stem."""
         return conv_out(self.resolution, self.stem_kernel, self.stem_stride)
 
     def layers(self) -> tuple[LayerConfig, ...]:

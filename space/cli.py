@@ -21,6 +21,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit code 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
+        """Raise :class:`UsageError` instead of printing usage and exiting."""
         raise UsageError(f"{self.prog}: {message}")
 
 

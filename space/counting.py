@@ -24,6 +24,7 @@ from .arch import Arch, LayerConfig
 
 @dataclass(frozen=True)
 class Counts:
+    """Exact parameter count, multiply-adds (MnasNet convention) and thop-convention MACs."""
     params: int = 0
     madds: int = 0
     macs_thop: int = 0
@@ -81,6 +82,7 @@ def layer_counts(lc: LayerConfig) -> Counts:
 
 
 def stem_counts(arch: Arch) -> Counts:
+    """Counts of the stem conv + BN of ``arch``."""
     s = arch.stem_out()
     return conv_counts(arch.in_ch, arch.stem_ch, arch.stem_kernel, s * s)
 

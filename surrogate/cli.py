@@ -47,6 +47,11 @@ def _print_summary(summary, as_json: bool) -> None:
     if as_json:
         print_json(d)
         return
+    if d.get("convert_only"):
+        state = "interrupted; rerun to continue" if d["interrupted"] else "done"
+        print(f"converted {d['table']} ({state}); {d['convert_s']:.0f} s of conversion "
+              f"in {d['wall_s']:.0f} s; {d['skipped']} rows already timed")
+        return
     state = "interrupted; rerun the same command to resume" if d["interrupted"] else "done"
     print(f"{d['table']}: {d['measured']} measured, {d['skipped']} already there, "
           f"{d['total']} in all ({state}); {d['wall_s']:.0f} s, {d['per_minute']:.1f}/min")
@@ -57,7 +62,7 @@ def _cmd_measure_ops(args) -> int:
 
     s = measure_ops(args.profile, args.space, out_dir=args.out, settings=_settings(args),
                     chunk=args.chunk, limit=args.limit, cache_dir=args.cache,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, convert_only=args.convert_only)
     _print_summary(s, args.json)
     return 130 if s.interrupted else 0
 
@@ -120,7 +125,7 @@ def _cmd_measure_models(args) -> int:
     name = args.table or (f"{space}_models.csv" if args.space else "reference_models.csv")
     s = measure_models(args.profile, space, archs, out_dir=args.out, settings=_settings(args),
                        chunk=args.chunk, cache_dir=args.cache, progress=not args.no_progress,
-                       table_name=name)
+                       table_name=name, convert_only=args.convert_only)
     _print_summary(s, args.json)
     return 130 if s.interrupted else 0
 
@@ -249,6 +254,8 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=positive_int, default=None)
     p.add_argument("--rounds", type=positive_int, default=None)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--convert-only", action="store_true",
+                   help="only convert the missing rows' models, on every core (no timing)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(_spaces=space_names())
 

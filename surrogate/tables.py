@@ -96,10 +96,12 @@ class Table:
 
     @classmethod
     def ops(cls, path: str | os.PathLike) -> "Table":
+        """A per-operator table at ``path``."""
         return cls(Path(path), OPS_COLUMNS, "op_key")
 
     @classmethod
     def models(cls, path: str | os.PathLike) -> "Table":
+        """An end-to-end table at ``path``."""
         return cls(Path(path), MODELS_COLUMNS, "arch")
 
     def read(self, *, repair: bool = False) -> list[dict]:
@@ -168,6 +170,7 @@ class Table:
         return n
 
     def sha256(self) -> str:
+        """sha256 of the table file."""
         return file_sha256(self.path)
 
 
@@ -178,6 +181,7 @@ def _csv_line(values: list[str]) -> bytes:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 hex digest of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -204,6 +208,7 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
 
 
 def provenance_path(table_path: str | os.PathLike) -> Path:
+    """Path of the provenance JSON beside a table."""
     p = Path(table_path)
     return p.with_name(p.stem + ".provenance.json")
 

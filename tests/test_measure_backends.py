@@ -153,6 +153,39 @@ def test_fingerprint_depends_on_weights_shape_and_exporter():
     assert k != module_fingerprint(a, SHAPE, "f", "1")
 
 
+def test_fingerprint_tells_residual_from_plain_layer():
+    """Same weights and repr, but one adds its skip: the cached exports must differ."""
+    pytest.importorskip("torch")
+    from space.arch import LayerConfig
+    from space.build import build_op, op_input_shape
+
+    add = LayerConfig(op="mbconv", h=14, w=14, in_ch=16, out_ch=16, kernel=3, stride=1,
+                      expand=3, se=0.0, skip="identity", groups=1, act="relu")
+    plain = LayerConfig(op="mbconv", h=14, w=14, in_ch=16, out_ch=16, kernel=3, stride=1,
+                        expand=3, se=0.0, skip="none", groups=1, act="relu")
+    assert add.residual == "add" and plain.residual == "none"
+    keys = {module_fingerprint(build_op(lc), op_input_shape(lc), "e", "1") for lc in (add, plain)}
+    assert len(keys) == 2
+
+
+def test_cia_scan_cache_returns_what_torch_computes():
+    """The conversion speed-up memoises torch.export's op scan without changing it."""
+    pytest.importorskip("torch")
+    import torch.export.exported_program as ep
+
+    from surrogate.measure.export import _install_cia_cache
+
+    _install_cia_cache()
+    fn = ep._collect_all_valid_cia_ops
+    original = getattr(fn, "__wrapped__", None)
+    if original is None:
+        pytest.skip("this torch version does not have the scanned function layout")
+    first = fn()
+    assert first == original() and len(first) > 100
+    first.clear()  # callers get copies: the memo cannot be corrupted
+    assert fn() == original()
+
+
 def test_cache_dir_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MNAS_CACHE_DIR", str(tmp_path / "c"))
     assert ExportCache().dir == tmp_path / "c"

@@ -150,6 +150,24 @@ def test_measure_ops_tiny_subset(tmp_path):
     assert len(Table.ops(table).read()) == 4
 
 
+def test_convert_only_fills_the_cache_and_times_nothing(tmp_path):
+    from surrogate.measure.export import ExportCache
+    from surrogate.measure.jobs import measure_ops
+
+    s = measure_ops("cpu-onnxruntime", "nasbench-macro", out_dir=tmp_path, limit=3,
+                    cache_dir=tmp_path / "c", progress=False, convert_only=True)
+    assert s.convert_only and s.measured == 0 and not s.interrupted
+    assert not (tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.csv").exists()
+    assert len(list((tmp_path / "c").glob("*.onnx"))) == 4  # 3 operators + the reference op
+    # the timing run that follows converts nothing
+    cache = ExportCache(tmp_path / "c")
+    from space.build import build_op, op_input_shape
+    from space.spaces import get_space
+
+    for lc in get_space("nasbench-macro").operator_configs()[:3]:
+        assert cache.export(build_op(lc), op_input_shape(lc), "onnx").cached
+
+
 def test_sigkill_then_resume_has_no_duplicate_or_torn_rows(tmp_path):
     env = {**os.environ, "MNAS_CACHE_DIR": str(tmp_path / "cache")}
     table = tmp_path / "cpu-onnxruntime" / "nasbench-macro_models.csv"

@@ -43,6 +43,7 @@ class ImageSplits:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (sub-folders of the train split)."""
         return len(self.classes)
 
 
@@ -208,6 +209,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     @property
     def targets(self) -> list[int]:
+        """Class index of every sample, in order."""
         return [y for _, y in self.samples]
 
     def load(self, index: int) -> np.ndarray:
@@ -289,9 +291,11 @@ class ResumableDistributedSampler(torch.utils.data.Sampler[int]):
         self.per_rank = self.n // self.num_replicas
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the epoch, which seeds the shuffle."""
         self.epoch = int(epoch)
 
     def set_start(self, start: int) -> None:
+        """Skip the first ``start`` samples of this rank (resuming mid-epoch)."""
         if not 0 <= start <= self.per_rank:
             raise ValueError(f"start {start} is outside 0..{self.per_rank}")
         self.start = int(start)

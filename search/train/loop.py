@@ -239,6 +239,7 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
+        """Where the rolling checkpoint of this run lives."""
         return self.out_dir / CHECKPOINT
 
     def state_dict(self) -> dict:

@@ -221,6 +221,7 @@ class RMSpropTF(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: D102 - torch API
+        """One RMSProp step, TensorFlow semantics (eps inside the sqrt, ms starts at 1)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():

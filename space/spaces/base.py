@@ -30,6 +30,7 @@ class Decision:
 
     @property
     def n(self) -> int:
+        """Number of choices."""
         return len(self.choices)
 
 
@@ -51,14 +52,17 @@ class SearchSpace:
     # -- structure ----------------------------------------------------------------
     @property
     def decisions(self) -> tuple[Decision, ...]:
+        """All decisions, position by position (the encoding order)."""
         return tuple(d for pos in self.positions for d in pos)
 
     @property
     def cardinalities(self) -> np.ndarray:
+        """Number of choices of each decision."""
         return np.array([d.n for d in self.decisions], dtype=np.int64)
 
     @property
     def n_decisions(self) -> int:
+        """Number of decisions (length of an index vector)."""
         return len(self.decisions)
 
     @property
@@ -68,6 +72,7 @@ class SearchSpace:
 
     @property
     def onehot_width(self) -> int:
+        """Width of the one-hot encoding."""
         return int(self.cardinalities.sum())
 
     def _offsets(self) -> list[int]:

@@ -57,6 +57,7 @@ class FBNetSpace(SearchSpace):
         return Block(1, k, stride, e, in_ch, width, op="irf", groups=g)
 
     def canonical(self, idx: Sequence[int]) -> tuple[int, ...]:
+        """Canonical indices: identity layers moved to the end of their stage."""
         vals = list(self.check_indices(idx))
         start = 0
         for n in STAGE_LAYERS:

@@ -40,6 +40,7 @@ class MacroSpace(SearchSpace):
         return Block(1, 5, s, 6, in_ch, c)
 
     def canonical(self, idx: Sequence[int]) -> tuple[int, ...]:
+        """Canonical indices: identity layers moved to the end of their stage."""
         vals = list(self.check_indices(idx))
         start = 0
         for n in STAGES:

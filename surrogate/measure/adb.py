@@ -171,15 +171,18 @@ class BenchmarkOutput:
 
     @property
     def mean_ms(self) -> float | None:
+        """Mean inference time in ms, if the output reported it."""
         v = self.inference_avg_us if self.inference_avg_us is not None else (
             self.inference.avg_us if self.inference else None)
         return None if v is None else v / 1000.0
 
     @property
     def std_ms(self) -> float | None:
+        """Standard deviation of inference time in ms, if reported."""
         return None if self.inference is None or self.inference.std_us is None else self.inference.std_us / 1000.0
 
     def as_dict(self) -> dict[str, Any]:
+        """All parsed fields plus ``latency_ms``, as a dict."""
         d = asdict(self)
         d["latency_ms"] = self.latency_ms
         return d

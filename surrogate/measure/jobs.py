@@ -45,11 +45,13 @@ def tables_dir(path: str | os.PathLike | None = None) -> Path:
 
 
 def now_iso() -> str:
+    """Current UTC time, ISO 8601 to the second."""
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
 @dataclass
 class JobSummary:
+    """Outcome of a measurement job: rows measured, skipped, time, throughput."""
     table: str
     measured: int
     skipped: int
@@ -58,8 +60,10 @@ class JobSummary:
     convert_s: float
     per_minute: float
     interrupted: bool = False
+    convert_only: bool = False
 
     def as_dict(self) -> dict:
+        """The summary as a JSON-ready dict."""
         return dict(self.__dict__)
 
 
@@ -141,6 +145,22 @@ class _Prefetcher:
             self.pool.join()
 
 
+def _progress_bar(enabled: bool, total: int, initial: int, unit: str, desc: str):
+    """A tqdm bar with ETA on stderr, or None."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit=unit, desc=desc, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _close(pre: _Prefetcher, bar) -> None:
+    pre.close()
+    if bar is not None:
+        bar.close()
+
+
 # -- provenance ----------------------------------------------------------------------
 def _provenance(table: Table, profile: DeviceProfile, space: str, kind: str,
                 settings: MeasureSettings, runner_info: dict, extra: dict) -> dict:
@@ -174,7 +194,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                 profile: DeviceProfile, settings: MeasureSettings, chunk: int,
                 cache_dir: Path | None, progress: bool, kind: str, space: str,
                 extra_prov: dict | None = None, convert_all_cores: bool = False,
-                on_chunk: Callable[[int], None] | None = None) -> JobSummary:
+                on_chunk: Callable[[int], None] | None = None,
+                convert_only: bool = False) -> JobSummary:
     """items: (row_key, build_kind, payload, row_identity_columns)."""
     from .export import ExportCache
     from .runners import make_runner
@@ -184,6 +205,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     todo = [it for it in items if it[0] not in done]
     total = len(items)
     cache = ExportCache(cache_dir)
+    if convert_only:
+        return _convert_only(todo, total, profile, cache, progress, t0)
     runner = make_runner(profile, cache)
     # the converter's cores are decided before this process pins itself to the timing
     # core (a worker spawned after pinning would inherit it and share the timing core)
@@ -194,12 +217,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
         n_proc = len(free)
     prov = _provenance(table, profile, space, kind, settings, runner.describe(), extra_prov or {})
     session = {"started": now_iso(), "measured": 0, "skipped_existing": total - len(todo)}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, initial=total - len(todo), unit=kind[:-1] if kind.endswith("s") else kind,
-                   desc=f"{profile.name} {table.path.name}", file=sys.stderr, dynamic_ncols=True)
+    bar = _progress_bar(progress, total, total - len(todo), kind[:-1] if kind.endswith("s") else kind,
+                        f"{profile.name} {table.path.name}")
     jobs = [(("op", REFERENCE_OP))] + [(b, p) for _, b, p, _ in todo]
     pre = _Prefetcher(jobs, profile, cache.dir, free, processes=n_proc)
     runner.ensure_pinned()
@@ -239,9 +258,7 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        pre.close()
-        if bar is not None:
-            bar.close()
+        _close(pre, bar)
         wall = time.perf_counter() - t0
         session.update({"finished": now_iso(), "measured": measured, "wall_s": round(wall, 1),
                         "convert_s": round(pre.convert_s, 1), "interrupted": interrupted,
@@ -250,6 +267,35 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
             _finish_provenance(table, prov, session)
     return JobSummary(str(table.path), measured, total - len(todo), total, wall, pre.convert_s,
                       measured / wall * 60 if wall > 0 else 0.0, interrupted)
+
+
+def _convert_only(todo: list, total: int, profile: DeviceProfile, cache, progress: bool,
+                  t0: float) -> JobSummary:
+    """Convert the rows still to time on every allowed core, timing nothing.
+
+    For a later timing run on a quiet machine: conversion dominates the cost of a
+    table (about 1 s per layer with litert-torch), and with nothing being timed it may
+    use all cores.
+    """
+    from .runners import allowed_cpus
+
+    cpus = allowed_cpus()
+    jobs = [("op", REFERENCE_OP)] + [(b, p) for _, b, p, _ in todo]
+    bar = _progress_bar(progress, len(jobs), 0, "model", f"{profile.name} converting")
+    pre = _Prefetcher(jobs, profile, cache.dir, cpus, processes=len(cpus))
+    interrupted = False
+    try:
+        for i in range(len(jobs)):
+            pre.wait(i)
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        _close(pre, bar)
+    wall = time.perf_counter() - t0
+    return JobSummary(f"{len(jobs)} models in {cache.dir}", 0, total - len(todo), total, wall,
+                      pre.convert_s, 0.0, interrupted, convert_only=True)
 
 
 def _settings_for(profile: DeviceProfile, settings: MeasureSettings | None) -> MeasureSettings:
@@ -261,11 +307,13 @@ def _settings_for(profile: DeviceProfile, settings: MeasureSettings | None) -> M
 def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.PathLike | None = None,
                 settings: MeasureSettings | None = None, chunk: int = 48,
                 limit: int | None = None, cache_dir: str | os.PathLike | None = None,
-                progress: bool = True, configs: Sequence[LayerConfig] | None = None) -> JobSummary:
+                progress: bool = True, configs: Sequence[LayerConfig] | None = None,
+                convert_only: bool = False) -> JobSummary:
     """Measure every distinct operator configuration of ``space`` (resumable).
 
     ``limit`` measures only the first N configurations (sorted by key);
-    ``configs`` overrides the list (for tests and the op-level model's gaps).
+    ``configs`` overrides the list (for tests and the op-level model's gaps);
+    ``convert_only`` converts the rows still missing on every core and times nothing.
     """
     from space.spaces import get_space
 
@@ -283,18 +331,20 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
     items = [(lc.key(), "op", lc, op_row_key(lc)) for lc in ops]
     return _run_chunks(table=table, items=items, profile=prof, settings=_settings_for(prof, settings),
                        chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
-                       progress=progress, kind="ops", space=space)
+                       progress=progress, kind="ops", space=space, convert_only=convert_only)
 
 
 def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tuple[Arch, str]], *,
                    out_dir: str | os.PathLike | None = None,
                    settings: MeasureSettings | None = None, chunk: int = 16,
                    cache_dir: str | os.PathLike | None = None, progress: bool = True,
-                   table_name: str | None = None, convert_all_cores: bool = False) -> JobSummary:
+                   table_name: str | None = None, convert_all_cores: bool = False,
+                   convert_only: bool = False) -> JobSummary:
     """Time whole networks end to end into ``<space>_models.csv`` (resumable).
 
     ``archs`` yields ``(arch, source)`` pairs; source says where the row came
     from (``random:seed=0``, ``reference:mnasnet-a1``, ``file:archs.txt``).
+    ``convert_only`` converts the rows still missing on every core and times nothing.
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     ok, why = prof.available()
@@ -314,4 +364,5 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
     return _run_chunks(table=table, items=items, profile=prof, settings=_settings_for(prof, settings),
                        chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
                        progress=progress, kind="models", space=space,
-                       convert_all_cores=convert_all_cores and len(items) <= chunk)
+                       convert_all_cores=convert_all_cores and len(items) <= chunk,
+                       convert_only=convert_only)

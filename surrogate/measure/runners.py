@@ -388,6 +388,7 @@ class TorchRunner(Runner):
             return handle.obj(torch.from_numpy(x)).numpy()
 
     def describe(self) -> dict[str, Any]:
+        """Runner settings for the provenance, with the allocator used."""
         return {**super().describe(), "malloc": self.malloc}
 
 

@@ -48,11 +48,13 @@ class OtherLoad:
         return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
     def start(self) -> None:
+        """Start counting CPU time spent by other processes."""
         self._t, self._busy = time.perf_counter(), self._total_busy_s()
         t = os.times()
         self._mine = t.user + t.system
 
     def stop(self) -> float | None:
+        """Share of a core that other processes used since ``start`` (None if unknown)."""
         busy = self._total_busy_s()
         if busy is None or self._busy is None or self._t is None or self._mine is None:
             return None
@@ -106,6 +108,7 @@ class MeasureSettings:
             raise ValueError(f"MeasureSettings.min_round_ms must be >= 0, got {self.min_round_ms}")
 
     def as_dict(self) -> dict[str, Any]:
+        """Settings as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -135,6 +138,7 @@ class ItemResult:
     remeasured: bool = False
 
     def as_dict(self) -> dict[str, Any]:
+        """Statistics as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -159,6 +163,7 @@ class MeasureReport:
     round_other_cpu_cores: list[float | None] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """Results, settings and drift reference as a JSON-ready dict."""
         return {
             "results": {k: v.as_dict() for k, v in self.results.items()},
             "settings": self.settings.as_dict(),

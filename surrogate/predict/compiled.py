@@ -38,6 +38,7 @@ class Position:
 
     @property
     def n_combo(self) -> int:
+        """Number of joint choice combinations at this position."""
         return int(np.prod(self.cards))
 
 

@@ -63,6 +63,7 @@ class ExpectedTableLatency(nn.Module):
         return cls(CompiledSpace.build(get_space(space), resolve_table(table, space)))
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        """Expected latency (ms) under per-decision probabilities ``probs`` (n, onehot_width)."""
         parts = _split(self.space, probs)
         n = parts[0].shape[0]
         state = torch.ones(n, 1, dtype=parts[0].dtype, device=parts[0].device)
@@ -98,6 +99,7 @@ class RelaxedMLP(nn.Module):
         self.network = self.mlp.network_  # registered so .parameters() / .to() see it
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        """Latency (ms) the MLP predicts for relaxed encodings ``probs`` (n, onehot_width)."""
         if probs.dim() == 1:
             probs = probs[None, :]
         _split(self.space, probs)

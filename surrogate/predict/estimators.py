@@ -94,6 +94,7 @@ class FlopsLinear(_SpaceEstimator):
         self.space = space
 
     def fit(self, X, y):
+        """Least-squares fit of latency on total MAdds; returns self."""
         self.features_ = self._featuriser(("counts",))
         idx = self._idx(X)
         y = _check_y(y, len(idx))
@@ -104,6 +105,7 @@ class FlopsLinear(_SpaceEstimator):
         return self
 
     def predict(self, X):
+        """Predicted latency (ms) per architecture."""
         idx = self._idx(X)
         return self.coef_ * self.features_.compiled_.terms(idx)["total_madds"] + self.intercept_
 
@@ -122,6 +124,7 @@ class TableSum(_SpaceEstimator):
         self.calibrate = calibrate
 
     def fit(self, X=None, y=None):
+        """Compile the table; with ``calibrate`` and ``y``, fit a linear calibration; returns self."""
         if self.table is None:
             raise ValueError("TableSum needs an operator table (table=...)")
         self.features_ = self._featuriser(("table",))
@@ -140,6 +143,7 @@ class TableSum(_SpaceEstimator):
         return self
 
     def predict(self, X):
+        """(Calibrated) table sum (ms) per architecture."""
         check_is_fitted(self, "features_")
         return self.coef_ * self.features_.table_sum(X) + self.intercept_
 
@@ -172,6 +176,7 @@ class LatencyModel(_SpaceEstimator):
         return parts
 
     def fit(self, X, y):
+        """Featurise ``X`` and fit the regressor on ``y`` (ms); returns self."""
         self.features_ = self._featuriser(self._parts())
         idx = self._idx(X)
         y = _check_y(y, len(idx))
@@ -194,6 +199,7 @@ class LatencyModel(_SpaceEstimator):
         return np.exp(out)
 
     def predict(self, X):
+        """Predicted latency (ms) per architecture, in chunks."""
         idx = self._idx(X)
         n = len(idx)
         if n <= PREDICT_CHUNK:

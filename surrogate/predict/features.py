@@ -76,6 +76,7 @@ class ArchFeatures(TransformerMixin, BaseEstimator):
         self.parts = parts
 
     def fit(self, X=None, y=None):
+        """Resolve the space, compile its tables and name the features; returns self."""
         bad = [p for p in self.parts if p not in PARTS]
         if bad or not self.parts:
             raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {self.parts!r}")
@@ -105,6 +106,7 @@ class ArchFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def get_feature_names_out(self, input_features=None):
+        """Names of the output columns."""
         return self.feature_names_out_
 
     def table_sum(self, X) -> np.ndarray:
@@ -118,6 +120,7 @@ class ArchFeatures(TransformerMixin, BaseEstimator):
         return s
 
     def transform(self, X) -> np.ndarray:
+        """Feature matrix (n, n_features) for architectures ``X``."""
         idx = as_indices(self.space_, X)
         n = idx.shape[0]
         t = self.compiled_.terms(idx)

@@ -35,6 +35,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         return nn.Sequential(*layers).to(torch.float32)
 
     def fit(self, X, y):
+        """Standardise, then train the MLP with AdamW on squared error; returns self."""
         import torch
 
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
@@ -80,6 +81,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         self.network_ = net
 
     def predict(self, X):
+        """Predictions for ``X`` in the original target units."""
         import torch
 
         check_is_fitted(self, "network_")
@@ -100,6 +102,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
 
     # persistence: state dict + JSON-able scalars
     def state(self) -> tuple[dict, dict]:
+        """(JSON-ready metadata, torch state dict) for saving."""
         check_is_fitted(self, "network_")
         meta = {"x_mean": self.x_mean_.tolist(), "x_scale": self.x_scale_.tolist(),
                 "y_mean": self.y_mean_, "y_scale": self.y_scale_,
@@ -107,6 +110,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         return meta, self.network_.state_dict()
 
     def load_state(self, meta: dict, state_dict: dict) -> "TorchMLPRegressor":
+        """Restore from :meth:`state`'s output; returns self."""
         self.x_mean_ = np.asarray(meta["x_mean"], dtype=np.float64)
         self.x_scale_ = np.asarray(meta["x_scale"], dtype=np.float64)
         self.y_mean_, self.y_scale_ = float(meta["y_mean"]), float(meta["y_scale"])

@@ -102,6 +102,7 @@ class OpLevelModel(RegressorMixin, BaseEstimator):
         return out
 
     def fit(self, X, y):
+        """Fit log-latency on operator features of the configurations ``X``; returns self."""
         from .estimators import _check_y, make_regressor
 
         configs = self._configs(X)
@@ -114,6 +115,7 @@ class OpLevelModel(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X):
+        """Predicted latency (ms) of each operator configuration."""
         check_is_fitted(self, "regressor_")
         return np.exp(self.regressor_.predict(op_features(self._configs(X))))
 

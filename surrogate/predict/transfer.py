@@ -157,6 +157,7 @@ class FewShotTransfer(RegressorMixin, BaseEstimator):
 
     # -- estimator API -----------------------------------------------------------------------
     def fit(self, X, y):
+        """Calibrate the source prediction on K target timings (log-linear, robust), then the residual; returns self."""
         self.features_ = ArchFeatures(space=self.space, parts=self.parts).fit()
         idx = as_indices(self.features_.space_, X)
         y = _check_y(y, len(idx))
@@ -168,6 +169,7 @@ class FewShotTransfer(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X):
+        """Predicted target-device latency (ms) per architecture."""
         check_is_fitted(self, "features_")
         idx = as_indices(self.features_.space_, X)
         out = self.a_ * np.log(self._source(idx)) + self.b_

@@ -64,6 +64,7 @@ def make_predictor(name: str, space: str, table: OpTable | None, random_state: i
 
 
 def default_predictor_dir(profile: str, space: str) -> Path:
+    """Folder of the shipped predictor for (profile, space)."""
     return PREDICTORS_DIR / profile / space
 
 
