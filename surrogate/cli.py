@@ -60,9 +60,19 @@ def _print_summary(summary, as_json: bool) -> None:
 def _cmd_measure_ops(args) -> int:
     from .measure.jobs import measure_ops
 
+    configs = None
+    if args.archs is not None:  # just what these networks need (e.g. the ops a table lacks)
+        args.all, args.random, args.reference = False, None, False
+        seen = {}
+        for a, _ in _archs_for(args):
+            for lc in a.ops():
+                if not lc.is_identity:
+                    seen.setdefault(lc.key(), lc)
+        configs = [seen[k] for k in sorted(seen)]
     s = measure_ops(args.profile, args.space, out_dir=args.out, settings=_settings(args),
                     chunk=args.chunk, limit=args.limit, cache_dir=args.cache,
-                    progress=not args.no_progress, convert_only=args.convert_only)
+                    progress=not args.no_progress, convert_only=args.convert_only,
+                    configs=configs)
     _print_summary(s, args.json)
     return 130 if s.interrupted else 0
 
@@ -274,6 +284,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common_measure(s)
     s.add_argument("--space", required=True, choices=space_names())
     s.add_argument("--limit", type=positive_int, default=None, help="only the first N operators")
+    s.add_argument("--archs", metavar="FILE", default=None,
+                   help="only the operators these architectures use (one string or name per line)")
     s.add_argument("--chunk", type=positive_int, default=48)
     s.set_defaults(func=_cmd_measure_ops)
     s = msub.add_parser("models", help="end-to-end timings of networks (resumable)")

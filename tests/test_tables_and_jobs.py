@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from space import get_space
@@ -166,6 +167,24 @@ def test_convert_only_fills_the_cache_and_times_nothing(tmp_path):
 
     for lc in get_space("nasbench-macro").operator_configs()[:3]:
         assert cache.export(build_op(lc), op_input_shape(lc), "onnx").cached
+
+
+def test_measure_ops_for_given_architectures_only(tmp_path):
+    """`mnas measure ops --archs FILE` times just the operators those networks use."""
+    from space.spaces import get_space
+
+    sp = get_space("nasbench-macro")
+    archs = [sp.to_arch(i) for i in sp.sample_indices(np.random.default_rng(3), 2)]
+    want = {lc.key() for a in archs for lc in a.ops() if not lc.is_identity}
+    f = tmp_path / "archs.txt"
+    f.write_text("\n".join(str(a) for a in archs) + "\n")
+    env = {**os.environ, "MNAS_CACHE_DIR": str(tmp_path / "c")}
+    r = _mnas("measure", "ops", "--profile", "cpu-onnxruntime", "--space", "nasbench-macro",
+              "--archs", str(f), "--out", str(tmp_path), "--runs", "2", "--rounds", "1",
+              "--warmup", "1", "--no-progress", env=env)
+    assert r.returncode == 0, r.stderr
+    rows = Table.ops(tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.csv").read()
+    assert {row["op_key"] for row in rows} == want
 
 
 def test_sigkill_then_resume_has_no_duplicate_or_torn_rows(tmp_path):

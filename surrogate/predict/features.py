@@ -115,8 +115,8 @@ class ArchFeatures(TransformerMixin, BaseEstimator):
         s = self.compiled_.table_sum(idx)
         if self.table_ is not None and not np.all(np.isfinite(s)):
             raise ValueError(f"{int((~np.isfinite(s)).sum())} architecture(s) use operators the "
-                             f"table lacks (e.g. {self.missing_ops_[:2]}); measure them or give "
-                             f"the table an operator-level fallback")
+                             f"table lacks (e.g. {self.missing_ops_[:2]}); measure them (`mnas measure "
+                             f"ops --archs FILE`) or give the table an operator-level fallback")
         return s
 
     def transform(self, X) -> np.ndarray:
@@ -147,7 +147,8 @@ class ArchFeatures(TransformerMixin, BaseEstimator):
             s = t["stem_ms"] + t["lat"].sum(axis=1) + t["head_ms"]
             if not np.all(np.isfinite(s)):
                 raise ValueError(f"architectures use operators the table lacks (e.g. "
-                                 f"{self.missing_ops_[:2]}); measure them or add a fallback")
+                                 f"{self.missing_ops_[:2]}); measure them (`mnas measure ops --archs "
+                                 f"FILE`) or add an operator-level fallback")
             np.log(s, out=out[:, c])
             out[:, c + 1] = s
             out[:, c + 2] = t["stem_ms"]

@@ -1,0 +1,91 @@
+"""Summary of the shipped latency tables: rows, coverage, wall time, throughput, drift.
+
+Reads every ``data/latency_tables/<profile>/*.csv`` with its provenance JSON and writes
+``bench/results/tables_summary.{json,md}``: per table the rows measured against the
+rows the space has (operators, or the planned networks), wall time over all sessions,
+measurement throughput (rows per minute, conversion included), conversion seconds,
+the drift of the reference operator (max/min of its per-chunk medians), and the
+median relative spread of the rows.
+
+    python bench/tables_summary.py
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import base_parser, md_table, write_results  # noqa: E402
+
+PLANNED_MODELS = {"anb_models.csv": 300, "mnasnet_models.csv": 300, "nasbench-macro_models.csv": 3969}
+
+
+def summarise(root: Path) -> list[dict]:
+    """One dict per table under ``root`` (``<profile>/<name>.csv``)."""
+    from space.spaces import get_space, space_names
+    from surrogate.tables import Table, provenance_path
+
+    out = []
+    for csv_path in sorted(root.glob("*/*.csv")):
+        profile, name = csv_path.parent.name, csv_path.name
+        kind = "ops" if "_ops" in name else "models"
+        rows = (Table.ops(csv_path) if kind == "ops" else Table.models(csv_path)).read()
+        prov_p = provenance_path(csv_path)
+        prov = json.loads(prov_p.read_text()) if prov_p.is_file() else {}
+        space = name.split("_ops")[0] if kind == "ops" else name.split("_models")[0]
+        if kind == "ops" and space in space_names():
+            planned = len(get_space(space).operator_configs())  # stem and head included
+        elif name.startswith("reference"):
+            from space.reference import REFERENCE
+
+            planned = len(REFERENCE)
+        else:
+            planned = PLANNED_MODELS.get(name)
+        sessions = prov.get("sessions", [])
+        wall = sum(s.get("wall_s", 0.0) for s in sessions)
+        conv = sum(s.get("convert_s", 0.0) for s in sessions)
+        spread = [r["rel_spread"] for r in rows if np.isfinite(r.get("rel_spread", np.nan))]
+        out.append({
+            "profile": profile, "table": name, "kind": kind, "rows": len(rows), "planned": planned,
+            "complete": planned is not None and len(rows) >= planned,
+            "wall_s": round(wall, 1), "convert_s": round(conv, 1),
+            "per_minute": round(len(rows) / wall * 60, 2) if wall > 0 else None,
+            "sessions": len(sessions),
+            "ref_drift": (prov.get("reference_ms") or {}).get("drift_max_over_min"),
+            "median_rel_spread": float(np.median(spread)) if spread else None,
+            "median_ms": float(np.median([r["median_ms"] for r in rows])) if rows else None,
+            "host": (prov.get("host") or {}).get("cpu_model"),
+            "updated": prov.get("updated"),
+        })
+    return out
+
+
+def main(argv=None) -> int:
+    ap = base_parser(__doc__.splitlines()[0])
+    ap.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
+    args = ap.parse_args(argv)
+    from surrogate.measure.jobs import tables_dir
+
+    res = summarise(tables_dir(args.tables))
+    rows = [[r["profile"], r["table"], f"{r['rows']}" + (f" / {r['planned']}" if r["planned"] else ""),
+             "yes" if r["complete"] else "**no**", f"{r['wall_s'] / 60:.1f}",
+             f"{r['convert_s'] / 60:.1f}", r["per_minute"] if r["per_minute"] is not None else "-",
+             f"{(r['ref_drift'] - 1):.1%}" if r["ref_drift"] else "-",
+             f"{r['median_rel_spread']:.1%}" if r["median_rel_spread"] is not None else "-"]
+            for r in res]
+    md = ("# Shipped latency tables\n\n"
+          "Wall time and throughput include conversion (litert-torch / torch.onnx, in a worker on "
+          "the other core); drift is max/min - 1 of the reference operator's per-chunk medians; "
+          "spread is the IQR of each row's round medians over its median.\n\n"
+          + md_table(["profile", "table", "rows", "complete", "wall min", "convert min",
+                      "rows/min", "ref drift", "median spread"], rows))
+    write_results("tables_summary", {"tables": res}, md, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
