@@ -322,12 +322,10 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def _plot(path: Path, lat, acc, front_idx, target, title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+    fig = Figure(figsize=(6, 4.2), dpi=120)
+    ax = fig.subplots()
     ax.scatter(lat, 100 * acc, s=8, alpha=0.35, label=f"trials ({len(lat)})")
     ax.plot(lat[front_idx], 100 * acc[front_idx], "o-", color="C3", ms=4, label="Pareto front")
     ax.axvline(target, color="k", ls=":", lw=0.8, label=f"target T = {target:.1f} ms")
@@ -338,7 +336,6 @@ def _plot(path: Path, lat, acc, front_idx, target, title: str) -> None:
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     fig.savefig(tmp)
-    plt.close(fig)
     os.replace(tmp, path)
 
 

@@ -133,10 +133,12 @@ def test_measure_ops_tiny_subset(tmp_path):
     from surrogate.measure.jobs import measure_ops
     from surrogate.measure.timing import MeasureSettings
 
+    before = os.sched_getaffinity(0)
     s = measure_ops("cpu-onnxruntime", "nasbench-macro", out_dir=tmp_path, limit=4, chunk=2,
                     settings=MeasureSettings(warmup=1, runs=3, rounds=2), cache_dir=tmp_path / "c",
                     progress=False)
     assert (s.measured, s.total) == (4, 4)
+    assert os.sched_getaffinity(0) == before  # timing pinned one core; the caller gets all back
     table = tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.csv"
     info = validate_table(table)
     assert info["rows"] == 4 and info["problems"] == []

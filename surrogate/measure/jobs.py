@@ -227,6 +227,10 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     measured = 0
     interrupted = False
     try:
+        if not free and runner.pinned_core is not None:
+            # one core: the converter would share the timing core, so convert everything first
+            for i in range(len(jobs)):
+                pre.wait(i)
         pre.wait(0)
         ref_mod, ref_shape = _module_for("op", REFERENCE_OP)
         ref_fn = runner.timer(runner.load(ref_mod, ref_shape, name="reference"))
@@ -259,6 +263,7 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
         interrupted = True
     finally:
         _close(pre, bar)
+        runner.unpin()  # the caller gets its cores back
         wall = time.perf_counter() - t0
         session.update({"finished": now_iso(), "measured": measured, "wall_s": round(wall, 1),
                         "convert_s": round(pre.convert_s, 1), "interrupted": interrupted,

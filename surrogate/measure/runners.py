@@ -214,6 +214,12 @@ class Runner:
         self.pinned_core = core
         return core
 
+    def unpin(self) -> None:
+        """Give the process back the cores it had before :meth:`ensure_pinned`."""
+        if self.pinned_core is not None:
+            pin_process(self.cpus_before_pin)
+            self.pinned_core = None
+
     def free_cpus(self) -> list[int]:
         """Cores for converters/other work: the ones allowed before pinning, minus the timing core.
 

@@ -29,13 +29,11 @@ def latency_metrics(y_true, y_pred) -> dict:
 def plot_predicted_vs_measured(y_true, preds: Mapping[str, np.ndarray], path: str | os.PathLike,
                                title: str = "") -> str:
     """Scatter of predicted vs measured latency for several predictors; writes a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 
     y = np.asarray(y_true, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(5.5, 5.0), dpi=120)
+    fig = Figure(figsize=(5.5, 5.0), dpi=120)
+    ax = fig.subplots()
     lo, hi = float(y.min()), float(y.max())
     for name, p in preds.items():
         p = np.asarray(p, dtype=np.float64)
@@ -55,6 +53,5 @@ def plot_predicted_vs_measured(y_true, preds: Mapping[str, np.ndarray], path: st
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp.png"
     fig.savefig(tmp)
-    plt.close(fig)
     os.replace(tmp, path)
     return str(path)
