@@ -42,7 +42,17 @@ def _add_sweep_args(p, controller: bool) -> None:
     p.add_argument("--profile", default="cpu-litert")
     p.add_argument("--accuracy", default="anb", help="accuracy objective: anb, macro, proxy-train")
     if controller:
-        p.add_argument("--controller", default="ppo", choices=("ppo", "evolution", "random"))
+        p.add_argument("--controller", default="ppo", choices=("ppo", "evolution", "random", "gradient"))
+        g = p.add_argument_group("gradient controller (search.gradient)")
+        g.add_argument("--steps", type=positive_int, default=None,
+                       help="gradient steps between proposals (default 5)")
+        g.add_argument("--lr", type=float, default=None, help="Adam learning rate on the logits (default 0.1)")
+        g.add_argument("--temperature", type=float, default=None,
+                       help="initial Gumbel-softmax temperature (default 5.0)")
+        g.add_argument("--temperature-end", type=float, default=None,
+                       help="final temperature, reached after --trials proposals (default min(0.5, --temperature))")
+        g.add_argument("--chains", type=positive_int, default=None,
+                       help="independent distributions with spread reward exponents (default 8)")
     else:
         p.add_argument("--sampler", default="nsga2", choices=SAMPLERS)
     p.add_argument("--trials", type=positive_int, default=300)
@@ -76,6 +86,14 @@ def _cmd_sweep(args) -> int:
                       batch=args.batch, storage=args.storage, study_name=args.study_name,
                       latency_target_ms=args.latency_target, reward=args.reward,
                       seed_reference=not args.no_seed_reference, out_dir=args.out, data=args.data)
+    grad = {k: getattr(args, k) for k in ("steps", "lr", "temperature", "temperature_end", "chains")
+            if getattr(args, k, None) is not None}
+    if controller_name == "gradient":
+        from .gradient import check_hyperparameters
+
+        check_hyperparameters(**grad, reward=args.reward, target_ms=args.latency_target)
+    elif grad:
+        raise ValueError(f"--{next(iter(grad)).replace('_', '-')} applies to --controller gradient only")
     acc = get_accuracy(args.accuracy, data=args.data)
     lat = PredictedLatency(args.profile, args.space, args.predictor)
     ctrl = None
@@ -84,8 +102,16 @@ def _cmd_sweep(args) -> int:
 
         from .controllers import make_controller
 
-        ctrl = make_controller(controller_name, get_space(args.space), seed=args.seed)
+        if controller_name == "gradient":
+            from pathlib import Path
+
+            out = Path(cfg.out_dir or Path("mnas_runs") / cfg.name)
+            grad.update(accuracy=acc, latency=lat, horizon=args.trials, reward=args.reward,
+                        target_ms=args.latency_target, model_cache=out / "accuracy_mlp.pt")
+        ctrl = make_controller(controller_name, get_space(args.space), seed=args.seed, **grad)
     res = run_sweep(cfg, acc, lat, progress=not args.no_progress, controller=ctrl)
+    if controller_name == "gradient":
+        res.accuracy["relaxed_search"] = ctrl.info
     if args.remeasure:
         remeasure_finalists(res, args.remeasure, progress=not args.no_progress)
     write_summary(res, res.files["summary"])
@@ -98,6 +124,10 @@ def _cmd_sweep(args) -> int:
         return 0
     print(f"{res.trials} trials of {cfg.name} ({res.evaluated_here} evaluated here, "
           f"{res.trials_per_s:.0f}/s); latency target T = {res.latency_target_ms:.2f} ms")
+    dist = (ctrl.info.get("accuracy_model") or {}) if controller_name == "gradient" else {}
+    if "kendall_tau" in dist:
+        print(f"distilled accuracy MLP: Kendall tau {dist['kendall_tau']:.3f} vs {dist.get('teacher')} "
+              f"on {dist['heldout']} held-out random members")
     print(f"hypervolume {res.hypervolume:.4f} (reference point: latency "
           f"{res.hypervolume_reference['latency_ms']:.2f} ms, accuracy {res.hypervolume_reference['accuracy']})")
     print(f"Pareto front ({len(res.pareto)} networks):")
@@ -119,7 +149,7 @@ def _register_search(sub) -> None:
     p = sub.add_parser("sweep", help="multi-objective sweep (accuracy x predicted latency) with Optuna")
     _add_sweep_args(p, controller=False)
     p.set_defaults(func=_cmd_sweep)
-    p = sub.add_parser("search", help="controller-driven search (PPO, evolution, random) on the MnasNet reward")
+    p = sub.add_parser("search", help="controller-driven search (PPO, evolution, random, gradient) on the MnasNet reward")
     _add_sweep_args(p, controller=True)
     p.set_defaults(func=_cmd_sweep)
 

@@ -1,5 +1,6 @@
 """Search controllers that propose architectures for a sweep: random search,
-regularised evolution and the MnasNet PPO controller.
+regularised evolution and the MnasNet PPO controller (and, in :mod:`search.gradient`,
+the relaxed gradient search).
 
 A controller proposes canonical index vectors (``propose(n)``) and learns from
 their results (``observe(idx, accuracy, latency_ms, reward)``). The sweep sends
@@ -15,6 +16,33 @@ from pathlib import Path
 import numpy as np
 
 from space.spaces import SearchSpace
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    """Write a controller checkpoint atomically (temporary file, then rename)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, controller: str, cards) -> dict | None:
+    """The checkpoint at ``path`` (None if absent), checked to be ``controller``'s for this space."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    state = torch.load(path, weights_only=False)
+    owner = state.get("controller", "ppo") if isinstance(state, dict) else None
+    if owner != controller:
+        raise ValueError(f"checkpoint {path} belongs to the {owner!r} controller, not {controller!r}")
+    if state.get("cards") != cards:
+        raise ValueError(f"checkpoint {path} belongs to another space (decisions differ)")
+    return state
 
 
 class Controller:
@@ -211,28 +239,21 @@ class PPOController(Controller):
 
     # -- checkpoint ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        import torch
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"modules": self.modules_.state_dict(), "start": self.start.detach().clone(),
-                 "opt": self.opt.state_dict(), "baseline": self.baseline, "updates": self.updates,
-                 "gen": self.gen.get_state(), "rng": self.rng.bit_generator.state,
-                 "pending": [(c[0].tolist(), c[1], c[2]) for c in self.pending],
-                 "cards": self.cards}
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        """Checkpoint policy, optimiser, baseline, RNG states and pending rollouts."""
+        save_checkpoint({"controller": self.name, "modules": self.modules_.state_dict(),
+                         "start": self.start.detach().clone(), "opt": self.opt.state_dict(),
+                         "baseline": self.baseline, "updates": self.updates,
+                         "gen": self.gen.get_state(), "rng": self.rng.bit_generator.state,
+                         "pending": [(c[0].tolist(), c[1], c[2]) for c in self.pending],
+                         "cards": self.cards}, path)
 
     def load(self, path: str | os.PathLike) -> bool:
+        """Restore from :meth:`save`'s file; False if there is none."""
         import torch
 
-        path = Path(path)
-        if not path.is_file():
+        state = load_checkpoint(path, self.name, self.cards)
+        if state is None:
             return False
-        state = torch.load(path, weights_only=False)
-        if state["cards"] != self.cards:
-            raise ValueError(f"checkpoint {path} belongs to another space (decisions differ)")
         self.modules_.load_state_dict(state["modules"])
         with torch.no_grad():
             self.start.copy_(state["start"])
@@ -248,7 +269,12 @@ CONTROLLERS = {"random": RandomController, "evolution": EvolutionController, "pp
 
 
 def make_controller(name: str, space: SearchSpace, seed: int = 0, **kw) -> Controller:
-    """A controller by name: ``random``, ``evolution`` or ``ppo``."""
+    """A controller by name: ``random``, ``evolution``, ``ppo`` or ``gradient``
+    (:class:`search.gradient.GradientController`, imported on demand)."""
+    if name == "gradient":
+        from .gradient import GradientController
+
+        return GradientController(space, seed=seed, **kw)
     if name not in CONTROLLERS:
-        raise ValueError(f"unknown controller {name!r}; expected one of {', '.join(CONTROLLERS)}")
+        raise ValueError(f"unknown controller {name!r}; expected one of {', '.join(CONTROLLERS)}, gradient")
     return CONTROLLERS[name](space, seed=seed, **kw)

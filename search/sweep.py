@@ -203,7 +203,9 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / "controller.pt"
     if controller is not None:
-        if not controller.load(ckpt):
+        # a checkpoint left in out_dir by an earlier, unrelated study must not be resumed
+        resuming = bool(study.get_trials(deepcopy=False))
+        if not (resuming and controller.load(ckpt)):
             done = _complete(study)
             if done:
                 idx = [tuple(t.params[d.name] for d in space.decisions) for t in done]

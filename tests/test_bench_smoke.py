@@ -73,3 +73,14 @@ def test_predict_speed_quick(tmp_path):
     models = res["anb"]["models"]
     assert {"table-sum", "mlp", "xgb"} <= set(models)
     assert all(v["predictions_per_s"] > 0 and v["fit_s"] >= 0 for v in models.values())
+
+
+@pytest.mark.slow
+def test_search_anb_quick(tmp_path):
+    res = _bench("search_anb").main(["--quick", "--out", str(tmp_path), "--work", str(tmp_path / "w")])
+    _written(tmp_path, "search_anb")
+    assert set(res["methods"]) == {"random", "evolution", "gradient"}
+    assert res["checkpoints"] == [24] and res["reference_point"]["accuracy"] == 0.5
+    for m in res["methods"].values():
+        assert 0 < m["hv_ratio_median"][24] <= 1 and m["trials_per_s_median"] > 0
+    assert 0 < res["distilled_accuracy_mlp"]["kendall_tau"] <= 1

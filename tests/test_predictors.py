@@ -212,6 +212,8 @@ def test_relaxed_mlp_gradients(data):
     lambda t: LatencyModel(SPACE, t, model="xgb", model_params={"n_estimators": 40}),
     lambda t: LatencyModel(SPACE, t, model="mlp", model_params={"epochs": 10}),
     lambda t: ResidualLatency(SPACE, t, model="ridge"),
+    lambda t: ResidualLatency(SPACE, t, model="huber"),
+    lambda t: LatencyModel(SPACE, t, model="xgb-l1", model_params={"n_estimators": 40}),
 ])
 def test_save_load_round_trip_and_mismatch(make, table, data, tmp_path):
     idx, y = data

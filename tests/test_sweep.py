@@ -96,6 +96,12 @@ def test_ppo_checkpoint_resume_is_exact(tmp_path):
     assert a.propose(8) == b.propose(8)
     with pytest.raises(ValueError, match="another space"):
         PPOController(get_space("anb")).load(tmp_path / "c.pt")
+    # another controller's checkpoint: a clear error, not a KeyError
+    from search.controllers import save_checkpoint
+
+    save_checkpoint({"controller": "gradient", "cards": a.cards}, tmp_path / "g.pt")
+    with pytest.raises(ValueError, match="belongs to the 'gradient' controller, not 'ppo'"):
+        PPOController(sp).load(tmp_path / "g.pt")
 
 
 def _sweep_cmd(tmp_path, predictor_dir, storage, trials, extra=()):

@@ -53,7 +53,12 @@ class SearchSpace:
     @property
     def decisions(self) -> tuple[Decision, ...]:
         """All decisions, position by position (the encoding order)."""
-        return tuple(d for pos in self.positions for d in pos)
+        pos = self.positions
+        memo = self.__dict__.get("_decisions_memo")
+        if memo is None or memo[0] is not pos:  # hot path of canonical(), encodings
+            memo = (pos, tuple(d for p in pos for d in p))
+            self.__dict__["_decisions_memo"] = memo
+        return memo[1]
 
     @property
     def cardinalities(self) -> np.ndarray:

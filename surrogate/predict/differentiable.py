@@ -13,6 +13,8 @@ logits), concatenated in the space's decision order into a tensor of shape
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,6 +29,15 @@ def _split(space, probs: torch.Tensor) -> list[torch.Tensor]:
         raise ValueError(f"{space.name}: expected probabilities of shape (n, {space.onehot_width}), "
                          f"got {tuple(probs.shape)}")
     return list(torch.split(probs, [d.n for d in space.decisions], dim=1))
+
+
+def joint_probs(ds: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(n, prod of choices): probability of each joint choice of one position's decisions."""
+    joint = ds[0]
+    n = joint.shape[0]
+    for d in ds[1:]:
+        joint = (joint[:, :, None] * d[:, None, :]).reshape(n, -1)
+    return joint
 
 
 class ExpectedTableLatency(nn.Module):
@@ -70,11 +81,8 @@ class ExpectedTableLatency(nn.Module):
         total = torch.full((n,), self.stem_ms, dtype=parts[0].dtype, device=parts[0].device)
         k = 0
         for i in range(self.n_positions):
-            ds = parts[k: k + len(self.cards[i])]
+            joint = joint_probs(parts[k: k + len(self.cards[i])])
             k += len(self.cards[i])
-            joint = ds[0]
-            for d in ds[1:]:
-                joint = (joint[:, :, None] * d[:, None, :]).reshape(n, -1)
             lat = getattr(self, f"lat{i}")
             total = total + ((state @ lat) * joint).sum(dim=1)
             trans = getattr(self, f"trans{i}")  # (n_in, n_combo, n_out)

@@ -25,20 +25,36 @@ from sklearn.utils.validation import check_is_fitted
 
 from .features import PARTS, ArchFeatures, as_indices
 
-MODELS = ("xgb", "rf", "extratrees", "hgb", "ridge", "mlp")
+MODELS = ("xgb", "xgb-l1", "rf", "extratrees", "hgb", "ridge", "huber", "mlp")
 PREDICT_CHUNK = 8192  # rows per featurise + regress step in LatencyModel.predict
 
 
 def make_regressor(name: str, random_state: int | None = 0, **params):
-    """A fresh regressor by short name (``xgb``, ``rf``, ``extratrees``, ``hgb``, ``ridge``, ``mlp``)."""
-    if name == "xgb":
+    """A fresh regressor by short name (see ``MODELS``).
+
+    ``xgb-l1`` is XGBoost with an absolute-error objective and shallow trees and
+    ``huber`` a Huber-loss linear model: both robust to the outlying timings that a
+    shared machine or a phone's governor produce (best on the HELP phones,
+    ``bench/help_phones.py``).
+    """
+    if name in ("xgb", "xgb-l1"):
         from xgboost import XGBRegressor
 
         defaults = dict(n_estimators=600, learning_rate=0.05, max_depth=6, subsample=0.8,
                         colsample_bytree=0.8, min_child_weight=1.0, reg_lambda=1.0, n_jobs=1,
                         random_state=0 if random_state is None else random_state,
                         tree_method="hist")
+        if name == "xgb-l1":
+            defaults.update(objective="reg:absoluteerror", max_depth=2, n_estimators=1500,
+                            learning_rate=0.03)
         return XGBRegressor(**{**defaults, **params})
+    if name == "huber":
+        from sklearn.linear_model import HuberRegressor
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), HuberRegressor(**{"epsilon": 1.1, "alpha": 1e-3,
+                                                                   "max_iter": 3000, **params}))
     if name == "rf":
         from sklearn.ensemble import RandomForestRegressor
 

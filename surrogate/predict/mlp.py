@@ -43,7 +43,8 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
         self.x_mean_ = X.mean(axis=0)
         self.x_scale_ = X.std(axis=0)
-        self.x_scale_[self.x_scale_ == 0] = 1.0
+        # (near-)constant columns: no scaling (a 1e-16 scale would blow float32 up)
+        self.x_scale_[self.x_scale_ <= 1e-8 * np.maximum(1.0, np.abs(self.x_mean_))] = 1.0
         self.y_mean_ = float(y.mean())
         self.y_scale_ = float(y.std()) or 1.0
         seed = 0 if self.random_state is None else int(self.random_state)

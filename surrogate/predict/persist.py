@@ -41,11 +41,13 @@ def _versions() -> dict:
     return out
 
 
-def _ridge_state(pipe) -> dict:
-    scaler, ridge = pipe[0], pipe[-1]
+def _linear_state(pipe) -> dict:
+    """StandardScaler + linear model (ridge or Huber) as JSON-ready numbers."""
+    scaler, lin = pipe[0], pipe[-1]
+    alpha = getattr(lin, "alpha_", getattr(lin, "alpha", None))
     return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
-            "coef": np.ravel(ridge.coef_).tolist(), "intercept": float(ridge.intercept_),
-            "alpha": float(ridge.alpha_)}
+            "coef": np.ravel(lin.coef_).tolist(), "intercept": float(lin.intercept_),
+            "alpha": None if alpha is None else float(alpha)}
 
 
 def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
@@ -75,7 +77,7 @@ def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
             fitted = {"coef": float(est.coef_), "intercept": float(est.intercept_)}
         else:
             reg = est.regressor_
-            if est.model == "xgb":
+            if est.model in ("xgb", "xgb-l1"):
                 reg.get_booster().save_model(str(tmp / "model.json"))
                 fitted = {"file": "model.json"}
             elif est.model == "mlp":
@@ -84,11 +86,11 @@ def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
                 m, sd = reg.state()
                 torch.save(sd, tmp / "model.pt")
                 fitted = {"file": "model.pt", "mlp": m}
-            elif est.model == "ridge":
-                fitted = {"ridge": _ridge_state(reg)}
+            elif est.model in ("ridge", "huber"):
+                fitted = {"linear": _linear_state(reg)}
             else:
-                raise ValueError(f"model {est.model!r} has no stable file format; save xgb, mlp or "
-                                 f"ridge models")
+                raise ValueError(f"model {est.model!r} has no stable file format; save xgb, xgb-l1, "
+                                 f"mlp, ridge or huber models")
         meta["fitted"] = fitted
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
         if path.exists():
@@ -137,24 +139,24 @@ def load_predictor(path: str | os.PathLike, *, space: str | None = None,
         from .estimators import make_regressor
 
         est.features_ = est._featuriser(est._parts())
-        if est.model == "xgb":
-            reg = make_regressor("xgb", est.random_state, **(est.model_params or {}))
+        if est.model in ("xgb", "xgb-l1"):
+            reg = make_regressor(est.model, est.random_state, **(est.model_params or {}))
             reg.load_model(str(path / fitted["file"]))
         elif est.model == "mlp":
             import torch
 
             reg = make_regressor("mlp", est.random_state, **(est.model_params or {}))
             reg.load_state(fitted["mlp"], torch.load(path / fitted["file"], weights_only=True))
-        else:
-            reg = _RidgeFromState(fitted["ridge"])
+        else:  # "linear" (older files: "ridge")
+            reg = _LinearFromState(fitted.get("linear") or fitted["ridge"])
         est.regressor_ = reg
     est.n_features_in_ = est.features_.space_.n_decisions
     est.meta_ = meta
     return est
 
 
-class _RidgeFromState:
-    """The prediction of a saved StandardScaler + Ridge pipeline."""
+class _LinearFromState:
+    """The prediction of a saved StandardScaler + linear (ridge or Huber) pipeline."""
 
     def __init__(self, state: dict):
         self.mean = np.asarray(state["mean"])

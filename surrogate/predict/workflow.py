@@ -21,8 +21,9 @@ from .optable import OpTable
 TEST_SHARE = 5  # 1 in 5 rows is held out
 PREDICTORS_DIR = Path(__file__).resolve().parents[1] / "data" / "predictors"
 DEFAULT_MODEL = {"default": "residual-xgb"}
-MODEL_CHOICES = ("flops-linear", "table-sum", "table-sum-cal", "xgb", "mlp", "ridge",
-                 "residual-xgb", "residual-ridge", "residual-mlp")
+MODEL_CHOICES = ("flops-linear", "table-sum", "table-sum-cal", "xgb", "xgb-l1", "mlp", "ridge",
+                 "huber", "residual-xgb", "residual-xgb-l1", "residual-ridge", "residual-huber",
+                 "residual-mlp")
 
 
 def is_test(arch: str) -> bool:
