@@ -29,7 +29,8 @@ from surrogate.predict.workflow import (default_predictor_dir, load_timings, mak
                                         split)
 from surrogate.tables import Table, write_json_atomic  # noqa: E402
 
-CANDIDATES = ("xgb", "mlp", "ridge", "residual-xgb", "residual-ridge", "residual-mlp", "table-sum-cal")
+CANDIDATES = ("xgb", "xgb-l1", "mlp", "ridge", "huber", "residual-xgb", "residual-xgb-l1",
+              "residual-ridge", "residual-huber", "residual-mlp", "table-sum-cal")
 BASELINES = ("flops-linear", "table-sum", "table-sum-cal")
 
 

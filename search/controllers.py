@@ -55,6 +55,7 @@ class Controller:
         self.rng = np.random.default_rng(seed)
 
     def propose(self, n: int) -> list[tuple[int, ...]]:
+        """The next ``n`` architectures to evaluate, as decision-index tuples."""
         raise NotImplementedError
 
     def observe(self, idx, accuracy, latency_ms, reward) -> None:
@@ -68,6 +69,7 @@ class Controller:
         """Checkpoint (no-op for controllers whose state comes from the study)."""
 
     def load(self, path: str | os.PathLike) -> bool:
+        """Restore state from a checkpoint; False when there is none (stateless here)."""
         return False
 
 
@@ -77,6 +79,7 @@ class RandomController(Controller):
     name = "random"
 
     def propose(self, n: int) -> list[tuple[int, ...]]:
+        """``n`` uniform random members of the space."""
         return [tuple(int(v) for v in r) for r in self.space.sample_indices(self.rng, n)]
 
 
@@ -97,6 +100,7 @@ class EvolutionController(Controller):
         self.population: deque = deque(maxlen=population)
 
     def propose(self, n: int) -> list[tuple[int, ...]]:
+        """Tournament pick from the population, mutated once (random until the population is full)."""
         out = []
         for _ in range(n):
             if len(self.population) < self.population_size:
@@ -109,6 +113,7 @@ class EvolutionController(Controller):
         return out
 
     def observe(self, idx, accuracy, latency_ms, reward) -> None:
+        """Add the evaluated networks to the population, ageing out the oldest."""
         for i, r in zip(idx, np.asarray(reward, dtype=float)):
             self.population.append((tuple(int(v) for v in i), float(r)))
 
@@ -188,6 +193,7 @@ class PPOController(Controller):
         return out
 
     def propose(self, n: int) -> list[tuple[int, ...]]:
+        """Sample ``n`` architectures from the RNN policy, one token per decision."""
         import torch
 
         with torch.no_grad():
@@ -196,6 +202,7 @@ class PPOController(Controller):
         return [tuple(int(v) for v in t) for t in tokens]
 
     def observe(self, idx, accuracy, latency_ms, reward) -> None:
+        """Record rewards; every ``batch`` rollouts run clipped PPO epochs with an entropy bonus."""
         import torch
 
         for i, r in zip(idx, np.asarray(reward, dtype=float)):

@@ -145,6 +145,7 @@ class RelaxedFeatures(nn.Module):
         self.dtype = dtype
 
     def forward(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expected features and table sum of relaxed architectures ``probs`` (n, onehot_width)."""
         if probs.dim() == 1:
             probs = probs[None, :]
         if probs.dim() != 2 or probs.shape[1] != self.space.onehot_width:
@@ -219,6 +220,7 @@ class RelaxedLearnedLatency(nn.Module):
             raise ValueError(f"no differentiable form for a {type(reg).__name__} regressor")
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        """Latency (ms) the regressor gives the expected features of ``probs``."""
         feats, table_sum = self.features(probs)
         if self.mlp is None:
             out = feats @ self.w + self.b
@@ -266,6 +268,7 @@ class DistilledMLP(nn.Module):
         self.log_output = log_output
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        """Accuracy the distilled MLP predicts for (relaxed) one-hot encodings ``probs``."""
         if probs.dim() == 1:
             probs = probs[None, :]
         out = self.net(probs.to(torch.float32))[:, 0] * self.y_stats[1] + self.y_stats[0]
@@ -689,6 +692,7 @@ class GradientController(Controller):
         return cand
 
     def propose(self, n: int) -> list[tuple[int, ...]]:
+        """Each chain's most likely network (or a fresh draw if already seen), ``n`` in all."""
         out = []
         while len(out) < n:
             if not self.queue:
