@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench.common import base_parser, md_table, write_results  # noqa: E402
+from common import base_parser, md_table, write_results  # noqa: E402
 
 
 def _convert_forever(stop, cpus: list[int], cache_dir: str) -> None:  # runs in a child

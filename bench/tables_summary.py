@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench.common import base_parser, md_table, write_results  # noqa: E402
+from common import base_parser, md_table, write_results  # noqa: E402
 
 PLANNED_MODELS = {"anb_models.csv": 300, "mnasnet_models.csv": 300, "nasbench-macro_models.csv": 3969}
 

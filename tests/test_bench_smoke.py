@@ -84,3 +84,15 @@ def test_search_anb_quick(tmp_path):
     for m in res["methods"].values():
         assert 0 < m["hv_ratio_median"][24] <= 1 and m["trials_per_s_median"] > 0
     assert 0 < res["distilled_accuracy_mlp"]["kendall_tau"] <= 1
+
+
+def test_tables_summary_covers_every_shipped_table(tmp_path):
+    mod = _bench("tables_summary")
+    assert mod.main(["--out", str(tmp_path)]) == 0
+    res = _written(tmp_path, "tables_summary")
+    root = Path(__file__).resolve().parents[1] / "data" / "latency_tables"
+    assert len(res["tables"]) == len(list(root.glob("*/*.csv")))
+    for t in res["tables"]:
+        assert t["rows"] > 0 and t["kind"] in ("ops", "models")
+        if t["kind"] == "ops":
+            assert t["planned"] and t["rows"] <= t["planned"]
