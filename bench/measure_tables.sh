@@ -19,7 +19,8 @@ step measure models --profile cpu-litert --reference --convert-only
 both measure models --profile cpu-litert --space anb --random 300 --seed 0
 step measure models --profile cpu-litert --reference
 log "start: repeatability anb"; "$PY" bench/repeatability.py --space anb -n 100 --no-progress; log "end ($?): repeatability anb"
-both measure models --profile cpu-onnxruntime --space nasbench-macro --all --chunk 64
+# 3,969 small networks: 3 rounds x 20 runs each keeps this table to minutes
+both measure models --profile cpu-onnxruntime --space nasbench-macro --all --chunk 64 --rounds 3 --runs 20
 both measure ops --profile cpu-litert --space mnasnet
 both measure models --profile cpu-litert --space mnasnet --random 300 --seed 0
 log "start: repeatability mnasnet"; "$PY" bench/repeatability.py --space mnasnet -n 100 --no-progress; log "end ($?): repeatability mnasnet"
