@@ -57,24 +57,29 @@ def _toy_controller(seed=0, **kw):
 
 # -- differentiable surrogates ------------------------------------------------------------------
 @needs_shipped
-def test_relaxed_latency_equals_the_shipped_predictor_on_onehots(shipped_latency):
+def test_relaxed_latency_equals_a_residual_ridge_predictor_on_onehots():
     from surrogate.predict.differentiable import ExpectedTableLatency
+    from surrogate.predict.estimators import ResidualLatency
+    from surrogate.predict.optable import OpTable
+    from surrogate.predict.workflow import load_timings
 
     sp = get_space("anb")
-    mod, info = relaxed_latency(shipped_latency.predictor)
-    assert info["kind"] in ("expected-features", "expected-table-sum", "relaxed-mlp")
+    archs, y = load_timings("cpu-litert", "anb")
+    pred = ResidualLatency("anb", OpTable.shipped("cpu-litert", "anb"), model="ridge").fit(archs, y)
+    mod, info = relaxed_latency(pred)
+    assert info["kind"] == "expected-features"
     idx = sp.sample_indices(np.random.default_rng(0), 64)
     with torch.no_grad():
         got = mod(torch.as_tensor(sp.onehot(idx))).numpy()
-    np.testing.assert_allclose(got, shipped_latency.batch(idx), rtol=1e-9)
+    np.testing.assert_allclose(got, pred.predict(idx), rtol=1e-9)
     # the expected table sum of soft distributions agrees with ExpectedTableLatency
-    feats = RelaxedFeatures(shipped_latency.predictor.features_)
+    feats = RelaxedFeatures(pred.features_)
     probs = grouped_softmax(torch.randn(5, sp.onehot_width, dtype=torch.float64),
                             [d.n for d in sp.decisions])
-    etl = ExpectedTableLatency(shipped_latency.predictor.features_.compiled_, dtype=torch.float64)
+    etl = ExpectedTableLatency(pred.features_.compiled_, dtype=torch.float64)
     with torch.no_grad():
         np.testing.assert_allclose(feats(probs)[1].numpy(), etl(probs).numpy(), rtol=1e-9)
-        X = shipped_latency.predictor.features_.transform(idx[:8])
+        X = pred.features_.transform(idx[:8])
         np.testing.assert_allclose(feats(torch.as_tensor(sp.onehot(idx[:8])))[0].numpy(), X,
                                    rtol=1e-9, atol=1e-9)
 
