@@ -54,8 +54,8 @@ def repeatability(profile: str, space: str, n: int, out: Path, root=None, progre
            "rerun_wall_s": summary.wall_s}
     write_json_atomic(out / f"repeatability_{profile}_{space}.json", res)
     rn = res["reference_normalised"]
-    md = (f"| profile | space | n | timings | median abs diff | mean abs diff | within 5% | within 10% | "
-          f"median ratio |\n|---|---|---|---|---|---|---|---|---|\n"
+    md = ("| profile | space | n | timings | median abs diff | mean abs diff | within 5% | within 10% | "
+          "median ratio |\n|---|---|---|---|---|---|---|---|---|\n"
           + "".join(f"| {profile} | {space} | {res['n']} | {label} | {100 * d['median_abs_rel_diff']:.2f}% | "
                     f"{100 * d['mean_abs_rel_diff']:.2f}% | {100 * d['within_5pct']:.0f}% | "
                     f"{100 * d['within_10pct']:.0f}% | {d['median_ratio_second_over_first']:.3f} |\n"

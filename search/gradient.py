@@ -233,12 +233,16 @@ class RelaxedLearnedLatency(nn.Module):
 
 
 class _Affine(nn.Module):
-    def __init__(self, inner: nn.Module, coef: float, intercept: float):
+    """``max(coef * inner + intercept, floor * inner)``: the affine predictors' form."""
+
+    def __init__(self, inner: nn.Module, coef: float, intercept: float, floor: float = 0.0):
         super().__init__()
         self.inner, self.coef, self.intercept = inner, float(coef), float(intercept)
+        self.floor = float(floor)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        return self.coef * self.inner(probs) + self.intercept
+        x = self.inner(probs)
+        return torch.maximum(self.coef * x + self.intercept, self.floor * x)
 
 
 class _Madds(nn.Module):
@@ -383,10 +387,11 @@ def relaxed_latency(predictor, *, seed: int = 0) -> tuple[nn.Module, dict]:
     name = type(predictor).__name__
     if isinstance(predictor, TableSum):
         mod = _Affine(ExpectedTableLatency(predictor.features_.compiled_), predictor.coef_,
-                      predictor.intercept_)
+                      predictor.intercept_, predictor.floor_ratio_)
         return mod, {"kind": "expected-table-sum", "predictor": name}
     if isinstance(predictor, FlopsLinear):
-        mod = _Affine(_Madds(predictor.features_), predictor.coef_, predictor.intercept_)
+        mod = _Affine(_Madds(predictor.features_), predictor.coef_, predictor.intercept_,
+                      predictor.floor_ratio_)
         return mod, {"kind": "expected-madds-linear", "predictor": name}
     if isinstance(predictor, LatencyModel):
         if predictor.model == "mlp" and tuple(predictor.features_.parts) == ("encoding",) \

@@ -62,9 +62,10 @@ def _cmd_measure_ops(args) -> int:
 
     configs = None
     if args.archs is not None:  # just what these networks need (e.g. the ops a table lacks)
-        args.all, args.random, args.reference = False, None, False
+        from space.spaces import get_space
+
         seen = {}
-        for a, _ in _archs_for(args):
+        for a, _ in _archs_from_file(args.archs, get_space(args.space)):
             for lc in a.ops():
                 if not lc.is_identity:
                     seen.setdefault(lc.key(), lc)
@@ -81,7 +82,6 @@ def _archs_for(args):
     """(arch, source) pairs from --random / --archs / --reference."""
     import numpy as np
 
-    from space.blockstring import parse_arch
     from space.reference import REFERENCE
     from space.spaces import get_space
 
@@ -96,24 +96,7 @@ def _archs_for(args):
         rng = np.random.default_rng(args.seed)
         return [(sp.to_arch(i), f"random:seed={args.seed}") for i in sp.sample_indices(rng, args.random)]
     if args.archs is not None:
-        path = Path(args.archs)
-        if not path.is_file():
-            raise FileNotFoundError(f"--archs file {path} does not exist")
-        out = []
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            try:
-                a = REFERENCE[line] if line in REFERENCE else parse_arch(line)
-                if sp is not None:
-                    a = sp.to_arch(sp.from_arch(a))
-            except ValueError as exc:
-                raise ValueError(f"{path}:{lineno}: {exc}") from None
-            out.append((a, f"file:{path.name}"))
-        if not out:
-            raise ValueError(f"--archs file {path} holds no architectures")
-        return out
+        return _archs_from_file(args.archs, sp)
     out = []
     for name, a in sorted(REFERENCE.items()):
         if sp is not None:
@@ -124,6 +107,35 @@ def _archs_for(args):
         out.append((a, f"reference:{name}"))
     if not out:
         raise ValueError(f"no reference architecture is a member of space {args.space!r}")
+    return out
+
+
+def _archs_from_file(archs: str, sp=None) -> list:
+    """(arch, source) pairs from a file of architecture strings or reference names.
+
+    One per line, ``#`` starts a comment; with a space ``sp`` each is canonicalised
+    in it (a non-member is an error naming file and line).
+    """
+    from space.blockstring import parse_arch
+    from space.reference import REFERENCE
+
+    path = Path(archs)
+    if not path.is_file():
+        raise FileNotFoundError(f"--archs file {path} does not exist")
+    out = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            a = REFERENCE[line] if line in REFERENCE else parse_arch(line)
+            if sp is not None:
+                a = sp.to_arch(sp.from_arch(a))
+        except ValueError as exc:
+            raise ValueError(f"{path}:{lineno}: {exc}") from None
+        out.append((a, f"file:{path.name}"))
+    if not out:
+        raise ValueError(f"--archs file {path} holds no architectures")
     return out
 
 

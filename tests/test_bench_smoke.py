@@ -86,6 +86,22 @@ def test_search_anb_quick(tmp_path):
     assert 0 < res["distilled_accuracy_mlp"]["kendall_tau"] <= 1
 
 
+@pytest.mark.slow
+def test_search_cost_macro_quick(macro_json, tmp_path):
+    args = ["--quick", "--methods", "random,evolution", "--data", str(macro_json.parents[1]),
+            "--out", str(tmp_path), "--work", str(tmp_path / "w")]
+    res = _bench("search_cost_macro").main(args)
+    _written(tmp_path, "search_cost_macro")
+    assert res["n_networks"] == 3969 and res["true_front_size"] >= 2
+    assert (tmp_path / "search_cost_macro.png").stat().st_size > 0
+    m = res["methods"]["random/surrogate"]
+    assert 0 < m["hv"]["final"]["median"] <= 1
+    assert m["hv_remeasured"]["final"]["median"] <= m["hv"]["final"]["median"] + 1e-9
+    assert len(list((tmp_path / "w" / "runs").glob("*.json"))) == 8  # 2 methods x 2 modes x 2 seeds
+    again = _bench("search_cost_macro").main(args)  # resumes every run from --work
+    assert again["methods"]["random/surrogate"]["hv"] == m["hv"]
+
+
 def test_tables_summary_covers_every_shipped_table(tmp_path):
     mod = _bench("tables_summary")
     assert mod.main(["--out", str(tmp_path)]) == 0

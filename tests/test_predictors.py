@@ -10,8 +10,7 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from space import count, get_space
-from space.counting import layer_counts
+from space import get_space
 from surrogate.predict.compiled import CompiledSpace
 from surrogate.predict.differentiable import ExpectedTableLatency, RelaxedMLP
 from surrogate.predict.estimators import FlopsLinear, LatencyModel, ResidualLatency, TableSum
@@ -59,6 +58,31 @@ def test_table_sum_equals_sum_over_ops(table):
     for a in (sp.sample(rng) for _ in range(20)):
         want = sum(table(lc) for lc in a.ops())
         assert math.isclose(ts.predict([a])[0], want, rel_tol=1e-12)
+
+
+def test_calibrated_predictors_stay_positive_when_extrapolating(table):
+    """A line through two large networks' timings crosses zero before the smallest ones."""
+    from search.gradient import relaxed_latency
+
+    sp = get_space(SPACE)
+    idx = np.array(list(sp.enumerate()))
+    s = TableSum(SPACE, table).fit().predict(idx)
+    big = idx[np.argsort(s)[-2:]]
+    sb = np.sort(s)[-2:]
+    y = np.array([sb[0] * 1.0, sb[1] * 3.0])  # steep slope: a large negative intercept
+    for est in (TableSum(SPACE, table, calibrate=True), FlopsLinear(SPACE)):
+        est.fit(big, y)
+        assert est.intercept_ < 0
+        pred = est.predict(idx)
+        assert np.all(pred > 0)
+        small = np.argmin(s)
+        x_small = s[small] if isinstance(est, TableSum) else est.features_.compiled_.terms(
+            idx[[small]])["total_madds"][0]
+        assert pred[small] == pytest.approx(est.floor_ratio_ * x_small)
+        mod, _ = relaxed_latency(est)  # the relaxed form has the same floor on one-hots
+        onehot = torch.as_tensor(sp.onehot(idx[[small, int(np.argmax(s))]]), dtype=torch.float32)
+        assert np.allclose(mod(onehot).detach().numpy(), est.predict(idx[[small, int(np.argmax(s))]]),
+                           rtol=1e-4)
 
 
 def test_inputs_archs_strings_and_indices_agree(table, data):

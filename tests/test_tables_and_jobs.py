@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from space import get_space
-from surrogate.tables import (OPS_COLUMNS, Table, TableError, export_lut, lut_to_rows, op_row_key,
+from surrogate.tables import (Table, TableError, export_lut, lut_to_rows, op_row_key,
                               parse_lut, validate_table)
 
 REAL_LUT = """\
@@ -126,6 +126,55 @@ def _mnas(*args, env=None, **kw):
                           env=env, **kw)
 
 
+def _const_fn(levels):
+    """A (warmup, runs) -> ms function returning levels[k] on its k-th call (last one after)."""
+    calls = []
+
+    def fn(warmup, runs):
+        v = levels[min(len(calls), len(levels) - 1)]
+        calls.append(v)
+        return np.full(runs, v)
+
+    fn.calls = calls
+    return fn
+
+
+def test_drift_guard_retimes_a_drifted_chunk_and_keeps_the_closest_attempt():
+    from surrogate.measure.timing import DriftGuard, MeasureSettings
+
+    s = MeasureSettings(warmup=0, runs=3, rounds=2, reference_every=0, max_drift=0.05, drift_retries=2)
+    g = DriftGuard(s, baseline_ms=1.0)
+    # the reference is timed rounds + 1 = 3 times per attempt: slow (1.3), then back (1.01)
+    ref = _const_fn([1.3] * 3 + [1.01] * 3)
+    item = _const_fn([2.6] * 2 + [2.0] * 2)
+    rep = g.measure_chunk({"a": item}, ("ref", ref), seed=0)
+    assert rep.results["a"].median_ms == pytest.approx(2.0)  # the retry's figures are kept
+    assert (g.retried_chunks, g.retries, g.unresolved_chunks) == (1, 1, 0)
+    # within tolerance: no retry
+    ok = DriftGuard(s, baseline_ms=1.0)
+    ok.measure_chunk({"a": _const_fn([2.0])}, ("ref", _const_fn([1.04])), seed=0)
+    assert ok.retries == 0
+
+
+def test_drift_guard_gives_up_on_a_lasting_shift_and_sets_a_baseline():
+    from surrogate.measure.timing import DriftGuard, MeasureSettings
+
+    s = MeasureSettings(warmup=0, runs=2, rounds=1, reference_every=0, max_drift=0.05, drift_retries=2)
+    g = DriftGuard(s, baseline_ms=1.0)
+    for _ in range(5):  # the host is 30% slower for good
+        g.measure_chunk({"a": _const_fn([2.6])}, ("ref", _const_fn([1.3])), seed=0)
+    # 3 chunks retried twice each, then retries pause; every chunk is unresolved
+    assert (g.retries, g.unresolved_chunks) == (6, 5)
+    fresh = DriftGuard(s)  # empty table: the first chunk sets the baseline, nothing retried
+    fresh.measure_chunk({"a": _const_fn([2.0])}, ("ref", _const_fn([0.8])), seed=0)
+    assert fresh.baseline_ms == pytest.approx(0.8) and fresh.retries == 0
+    off = DriftGuard(MeasureSettings(warmup=0, runs=2, rounds=1, max_drift=0.0), baseline_ms=1.0)
+    off.measure_chunk({"a": _const_fn([2.0])}, ("ref", _const_fn([2.0])), seed=0)
+    assert off.retries == 0 and off.unresolved_chunks == 0
+    with pytest.raises(ValueError, match="max_drift"):
+        MeasureSettings(max_drift=-0.1)
+
+
 ort = pytest.importorskip("onnxruntime")
 
 
@@ -145,6 +194,8 @@ def test_measure_ops_tiny_subset(tmp_path):
     prov = json.loads((table.parent / "nasbench-macro_ops.provenance.json").read_text())
     assert prov["host"]["cpu_model"] and prov["settings"]["rounds"] == 2
     assert prov["profile"]["name"] == "cpu-onnxruntime" and prov["rows"] == 4
+    guard = prov["sessions"][-1]["drift_guard"]
+    assert guard["baseline_ref_ms"] > 0 and guard["max_drift"] == 0.05
     # rerun: nothing left to do, no duplicates
     s2 = measure_ops("cpu-onnxruntime", "nasbench-macro", out_dir=tmp_path, limit=4, chunk=2,
                      settings=MeasureSettings(warmup=1, runs=3, rounds=2), cache_dir=tmp_path / "c",
@@ -162,6 +213,16 @@ def test_convert_only_fills_the_cache_and_times_nothing(tmp_path):
     assert s.convert_only and s.measured == 0 and not s.interrupted
     assert not (tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.csv").exists()
     assert len(list((tmp_path / "c").glob("*.onnx"))) == 4  # 3 operators + the reference op
+    prov = json.loads((tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.provenance.json").read_text())
+    assert prov["conversions"][-1]["models"] == 4 and prov["conversions"][-1]["convert_s"] > 0
+    # complete table: nothing converted or timed, provenance untouched
+    measure_ops("cpu-onnxruntime", "nasbench-macro", out_dir=tmp_path, limit=3, cache_dir=tmp_path / "c",
+                progress=False)
+    before = (tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.provenance.json").read_text()
+    again = measure_ops("cpu-onnxruntime", "nasbench-macro", out_dir=tmp_path, limit=3,
+                        cache_dir=tmp_path / "c", progress=False)
+    assert (again.measured, again.skipped) == (0, 3)
+    assert (tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.provenance.json").read_text() == before
     # the timing run that follows converts nothing
     cache = ExportCache(tmp_path / "c")
     from space.build import build_op, op_input_shape

@@ -27,7 +27,7 @@ from space.counting import count
 
 from ..tables import (Table, file_sha256, op_row_key, provenance_path, write_json_atomic)
 from .profiles import DeviceProfile, get_profile
-from .timing import MeasureSettings, measure
+from .timing import DriftGuard, MeasureSettings
 
 #: the reference operator re-timed in every chunk to track drift across a table
 REFERENCE_OP = LayerConfig(op="mbconv", h=28, w=28, in_ch=40, out_ch=40, kernel=3, stride=1,
@@ -189,6 +189,14 @@ def _finish_provenance(table: Table, prov: dict, session: dict) -> None:
     write_json_atomic(provenance_path(table.path), prov)
 
 
+def _reference_baseline(table: Table) -> float | None:
+    """Median reference-operator time over the rows a table already has (None: none)."""
+    if not table.path.exists():
+        return None
+    refs = [r["ref_ms"] for r in table.read() if np.isfinite(r.get("ref_ms", np.nan))]
+    return float(np.median(refs)) if refs else None
+
+
 # -- the generic chunked loop ---------------------------------------------------------
 def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                 profile: DeviceProfile, settings: MeasureSettings, chunk: int,
@@ -205,8 +213,11 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     todo = [it for it in items if it[0] not in done]
     total = len(items)
     cache = ExportCache(cache_dir)
+    if not todo:  # complete: no converter, no pinning, provenance untouched
+        return JobSummary(str(table.path), 0, total, total, time.perf_counter() - t0, 0.0, 0.0,
+                          False, convert_only=convert_only)
     if convert_only:
-        return _convert_only(todo, total, profile, cache, progress, t0)
+        return _convert_only(todo, total, profile, cache, progress, t0, table)
     runner = make_runner(profile, cache)
     # the converter's cores are decided before this process pins itself to the timing
     # core (a worker spawned after pinning would inherit it and share the timing core)
@@ -226,6 +237,7 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     session["timing_cpu"] = runner.pinned_core
     measured = 0
     interrupted = False
+    guard = DriftGuard(settings, _reference_baseline(table))
     try:
         if not free and runner.pinned_core is not None:
             # one core: the converter would share the timing core, so convert everything first
@@ -241,8 +253,7 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                 pre.wait(1 + c0 + j)
                 mod, shape = _module_for(b, p)
                 fns[key] = runner.timer(runner.load(mod, shape, name=key[:60]))
-            rng = np.random.default_rng(settings.seed + c0)
-            report = measure(fns, settings, reference=("__reference__", ref_fn), rng=rng)
+            report = guard.measure_chunk(fns, ("__reference__", ref_fn), settings.seed + c0)
             ref_ms = float(np.median(report.reference_ms)) if report.reference_ms else float("nan")
             stamp = now_iso()
             rows = []
@@ -267,7 +278,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
         wall = time.perf_counter() - t0
         session.update({"finished": now_iso(), "measured": measured, "wall_s": round(wall, 1),
                         "convert_s": round(pre.convert_s, 1), "interrupted": interrupted,
-                        "per_minute": round(measured / wall * 60, 2) if wall > 0 else None})
+                        "per_minute": round(measured / wall * 60, 2) if wall > 0 else None,
+                        "drift_guard": guard.as_dict()})
         if table.path.exists():
             _finish_provenance(table, prov, session)
     return JobSummary(str(table.path), measured, total - len(todo), total, wall, pre.convert_s,
@@ -275,7 +287,7 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
 
 
 def _convert_only(todo: list, total: int, profile: DeviceProfile, cache, progress: bool,
-                  t0: float) -> JobSummary:
+                  t0: float, table: Table) -> JobSummary:
     """Convert the rows still to time on every allowed core, timing nothing.
 
     For a later timing run on a quiet machine: conversion dominates the cost of a
@@ -289,6 +301,7 @@ def _convert_only(todo: list, total: int, profile: DeviceProfile, cache, progres
     bar = _progress_bar(progress, len(jobs), 0, "model", f"{profile.name} converting")
     pre = _Prefetcher(jobs, profile, cache.dir, cpus, processes=len(cpus))
     interrupted = False
+    started = now_iso()
     try:
         for i in range(len(jobs)):
             pre.wait(i)
@@ -299,6 +312,14 @@ def _convert_only(todo: list, total: int, profile: DeviceProfile, cache, progres
     finally:
         _close(pre, bar)
     wall = time.perf_counter() - t0
+    # the conversion cost belongs to the table's wall time: record it beside the timing sessions
+    prov_p = provenance_path(table.path)
+    prov = json.loads(prov_p.read_text()) if prov_p.is_file() else {}
+    prov["conversions"] = prov.get("conversions", []) + [{
+        "started": started, "finished": now_iso(), "models": len(jobs), "wall_s": round(wall, 1),
+        "convert_s": round(pre.convert_s, 1), "cpus": cpus, "interrupted": interrupted}]
+    prov_p.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(prov_p, prov)
     return JobSummary(f"{len(jobs)} models in {cache.dir}", 0, total - len(todo), total, wall,
                       pre.convert_s, 0.0, interrupted, convert_only=True)
 

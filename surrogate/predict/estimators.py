@@ -103,8 +103,28 @@ class _SpaceEstimator(RegressorMixin, BaseEstimator):
         return as_indices(self.features_.space_, X)
 
 
+def _affine_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares ``y ~ a x + b`` plus the positive floor ratio ``min(y / x) / 2``.
+
+    A line fitted on a few rows extrapolates to zero or below for small inputs (a
+    negative intercept is normal: an operator table counts per-operator overhead a
+    whole network amortises). Predictions are ``max(a x + b, floor * x)``, so they stay
+    positive and never fall below half the smallest measured ratio.
+    """
+    if len(x) >= 2 and np.ptp(x) > 0:
+        A = np.column_stack([x, np.ones_like(x)])
+        (a, b), *_ = np.linalg.lstsq(A, y, rcond=None)
+    else:  # one row: a pure ratio
+        a, b = float(np.median(y / x)), 0.0
+    return float(a), float(b), float(np.min(y / x)) / 2.0
+
+
+def _affine(x: np.ndarray, coef: float, intercept: float, floor: float) -> np.ndarray:
+    return np.maximum(coef * x + intercept, floor * x)
+
+
 class FlopsLinear(_SpaceEstimator):
-    """latency = a * MAdds + b (least squares)."""
+    """latency = a * MAdds + b (least squares), floored at a positive share of MAdds."""
 
     def __init__(self, space: str = "anb"):
         self.space = space
@@ -115,19 +135,22 @@ class FlopsLinear(_SpaceEstimator):
         idx = self._idx(X)
         y = _check_y(y, len(idx))
         m = self.features_.compiled_.terms(idx)["total_madds"]
-        A = np.column_stack([m, np.ones_like(m)])
-        (self.coef_, self.intercept_), *_ = np.linalg.lstsq(A, y, rcond=None)
+        self.coef_, self.intercept_, self.floor_ratio_ = _affine_fit(m, y)
         self.n_features_in_ = self.features_.space_.n_decisions
         return self
 
     def predict(self, X):
         """Predicted latency (ms) per architecture."""
         idx = self._idx(X)
-        return self.coef_ * self.features_.compiled_.terms(idx)["total_madds"] + self.intercept_
+        return _affine(self.features_.compiled_.terms(idx)["total_madds"], self.coef_, self.intercept_,
+                       self.floor_ratio_)
 
 
 class TableSum(_SpaceEstimator):
     """Sum of operator-table latencies; ``calibrate`` fits ``a * sum + b`` on timings.
+
+    A calibrated sum is floored at half the smallest measured/sum ratio of the
+    calibration rows, so extrapolating to small networks never gives ``<= 0`` ms.
 
     ``table``: an :class:`~surrogate.predict.optable.OpTable`, a CSV path or
     ``'shipped:<profile>'``. Without calibration ``fit`` needs no timings
@@ -145,23 +168,19 @@ class TableSum(_SpaceEstimator):
             raise ValueError("TableSum needs an operator table (table=...)")
         self.features_ = self._featuriser(("table",))
         self.n_features_in_ = self.features_.space_.n_decisions
-        self.coef_, self.intercept_ = 1.0, 0.0
+        self.coef_, self.intercept_, self.floor_ratio_ = 1.0, 0.0, 0.0
         if self.calibrate:
             if X is None or y is None:
                 raise ValueError("TableSum(calibrate=True) needs end-to-end timings to fit")
             s = self.features_.table_sum(X)
             y = _check_y(y, len(s))
-            if len(s) >= 2 and np.ptp(s) > 0:
-                A = np.column_stack([s, np.ones_like(s)])
-                (self.coef_, self.intercept_), *_ = np.linalg.lstsq(A, y, rcond=None)
-            else:  # one timing: a pure ratio
-                self.coef_ = float(np.median(y / s))
+            self.coef_, self.intercept_, self.floor_ratio_ = _affine_fit(s, y)
         return self
 
     def predict(self, X):
         """(Calibrated) table sum (ms) per architecture."""
         check_is_fitted(self, "features_")
-        return self.coef_ * self.features_.table_sum(X) + self.intercept_
+        return _affine(self.features_.table_sum(X), self.coef_, self.intercept_, self.floor_ratio_)
 
 
 class LatencyModel(_SpaceEstimator):

@@ -74,7 +74,8 @@ def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
             (tmp / "ops.json").write_text(json.dumps(table.entries, sort_keys=True))
         fitted: dict = {}
         if isinstance(est, (FlopsLinear, TableSum)):
-            fitted = {"coef": float(est.coef_), "intercept": float(est.intercept_)}
+            fitted = {"coef": float(est.coef_), "intercept": float(est.intercept_),
+                      "floor_ratio": float(est.floor_ratio_)}
         else:
             reg = est.regressor_
             if est.model in ("xgb", "xgb-l1"):
@@ -135,6 +136,7 @@ def load_predictor(path: str | os.PathLike, *, space: str | None = None,
     if isinstance(est, (FlopsLinear, TableSum)):
         est.features_ = est._featuriser(("counts",) if isinstance(est, FlopsLinear) else ("table",))
         est.coef_, est.intercept_ = fitted["coef"], fitted["intercept"]
+        est.floor_ratio_ = float(fitted.get("floor_ratio", 0.0))  # files before the floor: none
     else:
         from .estimators import make_regressor
 
