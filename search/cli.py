@@ -69,6 +69,10 @@ def _add_sweep_args(p, controller: bool) -> None:
                    help="time the K front networks nearest the target on the device (0: off)")
     p.add_argument("--data", default=None, help="benchmark data folder (for --accuracy macro)")
     p.add_argument("--predictor", default=None, help="a saved latency predictor folder")
+    p.add_argument("--latency", default="predicted", choices=("predicted", "measured"),
+                   help="predicted: the (shipped or --predictor) predictor; measured: look each "
+                        "network up in the profile's end-to-end table (every one must be timed, "
+                        "e.g. nasbench-macro with cpu-onnxruntime)")
     p.add_argument("--out", default=None, help="output folder (default mnas_runs/<study>)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -95,7 +99,17 @@ def _cmd_sweep(args) -> int:
     elif grad:
         raise ValueError(f"--{next(iter(grad)).replace('_', '-')} applies to --controller gradient only")
     acc = get_accuracy(args.accuracy, data=args.data)
-    lat = PredictedLatency(args.profile, args.space, args.predictor)
+    if args.latency == "measured":
+        from .latency import MeasuredLatency
+
+        if args.predictor:
+            raise ValueError("--predictor applies to --latency predicted only")
+        if controller_name == "gradient":
+            raise ValueError("--controller gradient needs --latency predicted: it differentiates "
+                             "the predictor")
+        lat = MeasuredLatency(args.profile, args.space)
+    else:
+        lat = PredictedLatency(args.profile, args.space, args.predictor)
     ctrl = None
     if controller_name:
         from space.spaces import get_space

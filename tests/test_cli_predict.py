@@ -78,3 +78,28 @@ def test_predictor_refuses_other_space_or_profile(tables, tmp_path):
     p = mnas("fit", "--profile", "cpu-onnxruntime", "--space", "fbnet", "-o", str(out),
              "--tables", str(tables))
     assert p.returncode == 2 and "no end-to-end table" in p.stderr
+
+
+def test_every_shipped_table_pair_has_a_current_shipped_predictor():
+    """Each (profile, space) with a shipped operator table ships a predictor fitted on
+    exactly that table (same hash), which loads and predicts positive latencies."""
+    import numpy as np
+
+    from space.spaces import get_space
+    from surrogate.measure.jobs import tables_dir
+    from surrogate.predict.optable import OpTable
+    from surrogate.predict.persist import load_predictor
+    from surrogate.predict.workflow import default_predictor_dir
+
+    pairs = [(p.parent.name, p.name[: -len("_ops.csv")]) for p in tables_dir().glob("*/*_ops.csv")]
+    assert pairs
+    for profile, space in pairs:
+        if len(OpTable.shipped(profile, space)) < len(get_space(space).operator_configs()):
+            continue  # a table still being measured ships no predictor yet
+        d = default_predictor_dir(profile, space)
+        assert (d / "meta.json").is_file(), f"no shipped predictor for {profile}/{space}"
+        est = load_predictor(d, space=space, profile=profile)
+        assert est.meta_["table"]["sha256"] == OpTable.shipped(profile, space).sha256, (profile, space)
+        idx = get_space(space).sample_indices(np.random.default_rng(0), 50)
+        pred = est.predict(idx)
+        assert np.all(np.isfinite(pred)) and np.all(pred > 0), (profile, space)

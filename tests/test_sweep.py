@@ -167,3 +167,30 @@ def test_sweep_bad_input_one_line(predictor_dir):
                            capture_output=True, text=True)
         assert p.returncode == 2, (argv, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and needle in p.stderr, (argv, p.stderr)
+
+
+def test_sweep_cli_with_measured_latency(macro_json, tmp_path):
+    """`--latency measured` looks every network up in the shipped end-to-end table."""
+    from search.latency import MeasuredLatency
+
+    table = tables_dir() / "cpu-onnxruntime" / "nasbench-macro_models.csv"
+    if not table.is_file():
+        pytest.skip(f"{table} is not shipped")
+    p = subprocess.run([sys.executable, "-m", "search.cli", "sweep", "--space", "nasbench-macro",
+                        "--profile", "cpu-onnxruntime", "--accuracy", "macro", "--latency", "measured",
+                        "--data", str(macro_json.parents[1]), "--trials", "24", "--remeasure", "0",
+                        "--no-progress", "--json", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-800:]
+    res = json.loads(p.stdout)
+    measured = MeasuredLatency("cpu-onnxruntime", "nasbench-macro").table
+    assert res["trials"] == 24 and res["pareto"]
+    for f in res["pareto"]:
+        assert f["latency_ms"] == pytest.approx(measured[f["arch"]])
+    bad = subprocess.run([sys.executable, "-m", "search.cli", "search", "--controller", "gradient",
+                          "--space", "nasbench-macro", "--profile", "cpu-onnxruntime", "--accuracy", "macro",
+                          "--latency", "measured", "--data", str(macro_json.parents[1]), "--remeasure", "0"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--latency predicted" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+

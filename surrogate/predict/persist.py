@@ -50,6 +50,18 @@ def _linear_state(pipe) -> dict:
             "alpha": None if alpha is None else float(alpha)}
 
 
+def _portable(source: str | None) -> str | None:
+    """A table path as ``data/latency_tables/...`` when it is one of the project's tables
+    (no machine-specific absolute path in shipped metadata)."""
+    if not source:
+        return source
+    parts = Path(source).parts
+    for i in range(len(parts) - 1):
+        if parts[i] == "data" and parts[i + 1] == "latency_tables":
+            return "/".join(parts[i:])
+    return source
+
+
 def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
                    extra: dict | None = None) -> Path:
     """Write ``est`` (fitted) to folder ``path`` atomically; returns the path."""
@@ -63,7 +75,8 @@ def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
     table = est.features_.table_
     meta = {"format": FORMAT, "class": name, "params": params, "space": est.space,
             "profile": profile or (table.profile if table is not None else None),
-            "table": None if table is None else {"sha256": table.sha256, "source": table.source,
+            "table": None if table is None else {"sha256": table.sha256,
+                                                 "source": _portable(table.source),
                                                  "entries": len(table)},
             "versions": _versions(),
             "saved": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
