@@ -362,7 +362,7 @@ class DriftGuard:
             rep = measure(items, s, reference=reference,
                           rng=np.random.default_rng(seed + 7919 * attempt))
             dev = self.deviation(rep)
-            if dev < best_dev:
+            if best is None or dev < best_dev:
                 best, best_dev = rep, dev
             if s.max_drift <= 0 or dev <= s.max_drift or attempt >= allowed:
                 break
