@@ -155,6 +155,12 @@ def _cmd_sweep(args) -> int:
             err = f"{100 * f['error']:+.1f}%" if f["error"] is not None else ""
             print(f"  predicted {f['latency_ms']:8.3f} ms, measured {m} ms {err}"
                   f"{'  <-- disagrees by more than 10%' if f['flag'] else ''}")
+        ratios = [f["reference_ratio"] for f in res.finalists if f.get("reference_ratio")]
+        if ratios and abs(ratios[0] - 1) > 0.05:
+            norm = ", ".join(f"{f['measured_normalised_ms']:.3f}" for f in res.finalists
+                             if f.get("measured_normalised_ms"))
+            print(f"  note: the reference operator ran {100 * (ratios[0] - 1):+.0f}% against the shipped "
+                  f"tables' timing (a busy or different machine); measured x reference ratio^-1: {norm} ms")
     print("files: " + ", ".join(f"{k}={v}" for k, v in res.files.items()))
     return 0
 

@@ -194,3 +194,32 @@ def test_sweep_cli_with_measured_latency(macro_json, tmp_path):
     assert bad.returncode == 2 and "--latency predicted" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 
+
+
+def test_remeasure_finalists_times_the_front_and_checks_the_machine(macro_json, tmp_path):
+    """`--remeasure K` times the K front networks nearest the target on the profile's device,
+    flags >10% disagreement and relates the reference operator to the shipped tables'."""
+    pytest.importorskip("onnxruntime")
+    from search.accuracy import get_accuracy
+    from search.latency import MeasuredLatency
+    from search.sweep import reference_baseline_ms, remeasure_finalists
+
+    if not (tables_dir() / "cpu-onnxruntime" / "nasbench-macro_models.csv").is_file():
+        pytest.skip("the cpu-onnxruntime macro table is not shipped")
+    acc = get_accuracy("macro", data=str(macro_json.parents[1]))
+    lat = MeasuredLatency("cpu-onnxruntime", "nasbench-macro")
+    cfg = SweepConfig(space="nasbench-macro", profile="cpu-onnxruntime", accuracy="macro", trials=16,
+                      batch=8, out_dir=str(tmp_path), seed_reference=False)
+    res = run_sweep(cfg, acc, lat, progress=False)
+    rows = remeasure_finalists(res, 2, progress=False, cache_dir=str(tmp_path / "cache"))
+    assert len(rows) == min(2, len(res.pareto)) and res.finalists == rows
+    base = reference_baseline_ms("cpu-onnxruntime", "nasbench-macro")
+    assert base and base > 0
+    for r in rows:
+        assert r["measured_ms"] > 0
+        assert r["error"] == pytest.approx(r["latency_ms"] / r["measured_ms"] - 1)
+        assert r["flag"] == (abs(r["error"]) > 0.10)
+        assert r["reference_ratio"] > 0
+        assert r["measured_normalised_ms"] == pytest.approx(r["measured_ms"] / r["reference_ratio"])
+    assert (tmp_path / "cpu-onnxruntime" / "finalists_models.csv").is_file()
+    assert reference_baseline_ms("cpu-onnxruntime", "no-such-space") is None
