@@ -53,6 +53,8 @@ def _print_summary(summary, as_json: bool) -> None:
               f"in {d['wall_s']:.0f} s; {d['skipped']} rows already timed")
         return
     state = "interrupted; rerun the same command to resume" if d["interrupted"] else "done"
+    if d.get("not_converted"):
+        state += f"; {d['not_converted']} not converted yet: convert them with --convert-only, then rerun"
     print(f"{d['table']}: {d['measured']} measured, {d['skipped']} already there, "
           f"{d['total']} in all ({state}); {d['wall_s']:.0f} s, {d['per_minute']:.1f}/min")
 
@@ -73,7 +75,7 @@ def _cmd_measure_ops(args) -> int:
     s = measure_ops(args.profile, args.space, out_dir=args.out, settings=_settings(args),
                     chunk=args.chunk, limit=args.limit, cache_dir=args.cache,
                     progress=not args.no_progress, convert_only=args.convert_only,
-                    configs=configs)
+                    cached_only=args.cached_only, configs=configs)
     _print_summary(s, args.json)
     return 130 if s.interrupted else 0
 
@@ -147,7 +149,8 @@ def _cmd_measure_models(args) -> int:
     name = args.table or (f"{space}_models.csv" if args.space else "reference_models.csv")
     s = measure_models(args.profile, space, archs, out_dir=args.out, settings=_settings(args),
                        chunk=args.chunk, cache_dir=args.cache, progress=not args.no_progress,
-                       table_name=name, convert_only=args.convert_only)
+                       table_name=name, convert_only=args.convert_only,
+                       cached_only=args.cached_only)
     _print_summary(s, args.json)
     return 130 if s.interrupted else 0
 
@@ -278,6 +281,9 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--convert-only", action="store_true",
                    help="only convert the missing rows' models, on every core (no timing)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="time only the rows whose model is already converted (no conversion "
+                        "beside the timing; the rest stay for a later run)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(_spaces=space_names())
 

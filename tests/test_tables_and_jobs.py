@@ -232,6 +232,29 @@ def test_convert_only_fills_the_cache_and_times_nothing(tmp_path):
         assert cache.export(build_op(lc), op_input_shape(lc), "onnx").cached
 
 
+def test_cached_only_times_just_the_converted_rows(tmp_path):
+    """`--cached-only`: nothing converts beside the timing; the rest waits for a later run."""
+    from space.build import build_op, op_input_shape
+    from surrogate.measure.export import ExportCache
+    from surrogate.measure.jobs import measure_ops
+    from surrogate.measure.timing import MeasureSettings
+
+    ops = get_space("nasbench-macro").operator_configs()[:4]
+    cache = ExportCache(tmp_path / "c")
+    for lc in ops[:2]:  # two of four converted ahead
+        cache.export(build_op(lc), op_input_shape(lc), "onnx")
+    kw = dict(out_dir=tmp_path, limit=4, chunk=4, cache_dir=tmp_path / "c", progress=False,
+              settings=MeasureSettings(warmup=1, runs=3, rounds=2))
+    s = measure_ops("cpu-onnxruntime", "nasbench-macro", cached_only=True, **kw)
+    assert (s.measured, s.not_converted, s.skipped) == (2, 2, 0)
+    done = Table.ops(tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.csv").done_keys()
+    assert set(done) == {lc.key() for lc in ops[:2]}
+    onnx = {p.name for p in (tmp_path / "c").glob("*.onnx")}
+    assert len(onnx) == 3  # the two operators + the reference op: nothing else was converted
+    s2 = measure_ops("cpu-onnxruntime", "nasbench-macro", **kw)  # a normal run finishes the table
+    assert (s2.measured, s2.skipped, s2.not_converted) == (2, 2, 0)
+
+
 def test_measure_ops_for_given_architectures_only(tmp_path):
     """`mnas measure ops --archs FILE` times just the operators those networks use."""
     from space.spaces import get_space

@@ -61,6 +61,7 @@ class JobSummary:
     per_minute: float
     interrupted: bool = False
     convert_only: bool = False
+    not_converted: int = 0  # rows left untimed by ``cached_only``
 
     def as_dict(self) -> dict:
         """The summary as a JSON-ready dict."""
@@ -84,6 +85,15 @@ def _convert_one(args) -> tuple[int, float]:  # runs in the worker
     module, shape = _module_for(kind, payload)
     res = ExportCache(cache_dir).export(module, shape, fmt, nhwc=nhwc)
     return i, (0.0 if res.cached else res.seconds)
+
+
+def _is_cached(cache, profile: DeviceProfile, kind: str, payload) -> bool:
+    """Whether the model of one row is already in the export cache (always, for eager runtimes)."""
+    if profile.exporter not in ("tflite", "onnx"):
+        return True
+    module, shape = _module_for(kind, payload)
+    key = cache.key(module, shape, profile.exporter, nhwc=profile.layout == "NHWC")
+    return cache.path_for(key, profile.exporter).is_file()
 
 
 def _module_for(kind: str, payload):
@@ -203,7 +213,7 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                 cache_dir: Path | None, progress: bool, kind: str, space: str,
                 extra_prov: dict | None = None, convert_all_cores: bool = False,
                 on_chunk: Callable[[int], None] | None = None,
-                convert_only: bool = False) -> JobSummary:
+                convert_only: bool = False, cached_only: bool = False) -> JobSummary:
     """items: (row_key, build_kind, payload, row_identity_columns)."""
     from .export import ExportCache
     from .runners import make_runner
@@ -213,9 +223,14 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     todo = [it for it in items if it[0] not in done]
     total = len(items)
     cache = ExportCache(cache_dir)
+    not_converted = 0
+    if cached_only and not convert_only:  # time what is converted; leave the rest for later
+        kept = [it for it in todo if _is_cached(cache, profile, it[1], it[2])]
+        not_converted = len(todo) - len(kept)
+        todo = kept
     if not todo:  # complete: no converter, no pinning, provenance untouched
-        return JobSummary(str(table.path), 0, total, total, time.perf_counter() - t0, 0.0, 0.0,
-                          False, convert_only=convert_only)
+        return JobSummary(str(table.path), 0, total - not_converted, total, time.perf_counter() - t0,
+                          0.0, 0.0, False, convert_only=convert_only, not_converted=not_converted)
     if convert_only:
         return _convert_only(todo, total, profile, cache, progress, t0, table)
     runner = make_runner(profile, cache)
@@ -227,7 +242,10 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
         free = sorted(runner.cpus_before_pin)
         n_proc = len(free)
     prov = _provenance(table, profile, space, kind, settings, runner.describe(), extra_prov or {})
-    session = {"started": now_iso(), "measured": 0, "skipped_existing": total - len(todo)}
+    session = {"started": now_iso(), "measured": 0,
+               "skipped_existing": total - len(todo) - not_converted}
+    if cached_only:
+        session["skipped_not_converted"] = not_converted
     bar = _progress_bar(progress, total, total - len(todo), kind[:-1] if kind.endswith("s") else kind,
                         f"{profile.name} {table.path.name}")
     jobs = [(("op", REFERENCE_OP))] + [(b, p) for _, b, p, _ in todo]
@@ -282,8 +300,9 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                         "drift_guard": guard.as_dict()})
         if table.path.exists():
             _finish_provenance(table, prov, session)
-    return JobSummary(str(table.path), measured, total - len(todo), total, wall, pre.convert_s,
-                      measured / wall * 60 if wall > 0 else 0.0, interrupted)
+    return JobSummary(str(table.path), measured, total - len(todo) - not_converted, total, wall,
+                      pre.convert_s, measured / wall * 60 if wall > 0 else 0.0, interrupted,
+                      not_converted=not_converted)
 
 
 def _convert_only(todo: list, total: int, profile: DeviceProfile, cache, progress: bool,
@@ -334,12 +353,14 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
                 settings: MeasureSettings | None = None, chunk: int = 48,
                 limit: int | None = None, cache_dir: str | os.PathLike | None = None,
                 progress: bool = True, configs: Sequence[LayerConfig] | None = None,
-                convert_only: bool = False) -> JobSummary:
+                convert_only: bool = False, cached_only: bool = False) -> JobSummary:
     """Measure every distinct operator configuration of ``space`` (resumable).
 
     ``limit`` measures only the first N configurations (sorted by key);
     ``configs`` overrides the list (for tests and the op-level model's gaps);
-    ``convert_only`` converts the rows still missing on every core and times nothing.
+    ``convert_only`` converts the rows still missing on every core and times nothing;
+    ``cached_only`` times only the rows whose model is already converted (the rest
+    stay for a later run), so nothing converts beside the timing.
     """
     from space.spaces import get_space
 
@@ -357,7 +378,8 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
     items = [(lc.key(), "op", lc, op_row_key(lc)) for lc in ops]
     return _run_chunks(table=table, items=items, profile=prof, settings=_settings_for(prof, settings),
                        chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
-                       progress=progress, kind="ops", space=space, convert_only=convert_only)
+                       progress=progress, kind="ops", space=space, convert_only=convert_only,
+                       cached_only=cached_only)
 
 
 def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tuple[Arch, str]], *,
@@ -365,12 +387,13 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
                    settings: MeasureSettings | None = None, chunk: int = 16,
                    cache_dir: str | os.PathLike | None = None, progress: bool = True,
                    table_name: str | None = None, convert_all_cores: bool = False,
-                   convert_only: bool = False) -> JobSummary:
+                   convert_only: bool = False, cached_only: bool = False) -> JobSummary:
     """Time whole networks end to end into ``<space>_models.csv`` (resumable).
 
     ``archs`` yields ``(arch, source)`` pairs; source says where the row came
     from (``random:seed=0``, ``reference:mnasnet-a1``, ``file:archs.txt``).
-    ``convert_only`` converts the rows still missing on every core and times nothing.
+    ``convert_only`` converts the rows still missing on every core and times nothing;
+    ``cached_only`` times only rows whose model is already converted.
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     ok, why = prof.available()
@@ -391,4 +414,4 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
                        chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
                        progress=progress, kind="models", space=space,
                        convert_all_cores=convert_all_cores and len(items) <= chunk,
-                       convert_only=convert_only)
+                       convert_only=convert_only, cached_only=cached_only)
