@@ -389,14 +389,12 @@ def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
 
 def reference_baseline_ms(profile: str, space: str) -> float | None:
     """Median reference-operator time in the shipped tables of (profile, space), if any."""
-    from surrogate.measure.jobs import tables_dir
+    from surrogate.measure.jobs import reference_baseline, tables_dir
     from surrogate.tables import Table
 
-    for name, kind in ((f"{space}_models.csv", "models"), (f"{space}_ops.csv", "ops")):
-        path = tables_dir() / profile / name
-        if path.is_file():
-            rows = (Table.models(path) if kind == "models" else Table.ops(path)).read()
-            refs = [r["ref_ms"] for r in rows if np.isfinite(r.get("ref_ms", np.nan))]
-            if refs:
-                return float(np.median(refs))
+    for table in (Table.models(tables_dir() / profile / f"{space}_models.csv"),
+                  Table.ops(tables_dir() / profile / f"{space}_ops.csv")):
+        base = reference_baseline(table)
+        if base is not None:
+            return base
     return None

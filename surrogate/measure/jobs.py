@@ -199,7 +199,7 @@ def _finish_provenance(table: Table, prov: dict, session: dict) -> None:
     write_json_atomic(provenance_path(table.path), prov)
 
 
-def _reference_baseline(table: Table) -> float | None:
+def reference_baseline(table: Table) -> float | None:
     """Median reference-operator time over the rows a table already has (None: none)."""
     if not table.path.exists():
         return None
@@ -255,7 +255,7 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     session["timing_cpu"] = runner.pinned_core
     measured = 0
     interrupted = False
-    guard = DriftGuard(settings, _reference_baseline(table))
+    guard = DriftGuard(settings, reference_baseline(table))
     try:
         if not free and runner.pinned_core is not None:
             # one core: the converter would share the timing core, so convert everything first
