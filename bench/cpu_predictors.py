@@ -7,7 +7,7 @@ the FlopsLinear / TableSum baselines are then scored once on the held-out rows, 
 compared with the repeatability noise (``bench/repeatability.py``). The operator-level
 model is validated on held-out operators of the op table.
 
-    python bench/cpu_predictors.py --profile cpu-litert --space anb --space mnasnet [--ship]
+    python bench/cpu_predictors.py --profile cpu-litert --space anb --space mnasnet [--ship] [--normalised]
 """
 from __future__ import annotations
 
@@ -64,12 +64,19 @@ def op_level_validation(profile: str, space: str, root=None, seed: int = 0) -> d
     return res
 
 
-def run_space(profile: str, space: str, root, out: Path, ship: bool) -> dict:
-    archs, y = load_timings(profile, space, root)
+def run_space(profile: str, space: str, root, out: Path, ship: bool, normalise: bool = False) -> dict:
+    """Select, fit and score every candidate on one space's table.
+
+    ``normalise``: timings divided by their chunk's reference-operator time (host drift
+    taken out; see :func:`load_timings`) for fitting and scoring alike; never shipped.
+    """
+    archs, y = load_timings(profile, space, root, normalise=normalise)
     tr_a, tr_y, te_a, te_y = split(archs, y)
     table = OpTable.shipped(profile, space, root)
     res: dict = {"profile": profile, "space": space, "train_rows": len(tr_a), "test_rows": len(te_a),
+                 "timings": "reference-normalised" if normalise else "raw",
                  "op_table_rows": len(table), "cv_mape": {}, "test": {}, "fit_s": {}}
+    ship = ship and not normalise
     for name in CANDIDATES:
         res["cv_mape"][name] = cv_mape(name, space, table, tr_a, tr_y)
     best = min(res["cv_mape"], key=res["cv_mape"].get)
@@ -91,8 +98,12 @@ def run_space(profile: str, space: str, root, out: Path, ship: bool) -> dict:
     noise_p = out / f"repeatability_{profile}_{space}.json"
     if noise_p.is_file():
         noise = json.loads(noise_p.read_text())
+        if normalise:
+            noise = noise["reference_normalised"]
         res["noise_mean_abs_rel_diff"] = noise["mean_abs_rel_diff"]
         res["mape_over_noise"] = res["test"][best]["mape"] / noise["mean_abs_rel_diff"]
+    if normalise:
+        return res
     res["op_level"] = op_level_validation(profile, space, root)
     res["plot"] = plot_predicted_vs_measured(
         te_y, {best: preds[best], "table-sum": preds["table-sum"], "flops-linear": preds["flops-linear"]},
@@ -103,7 +114,9 @@ def run_space(profile: str, space: str, root, out: Path, ship: bool) -> dict:
 def to_markdown(results: list[dict]) -> str:
     lines = []
     for r in results:
-        lines.append(f"### {r['profile']} / {r['space']} ({r['train_rows']} train, {r['test_rows']} held out)")
+        how = (", timings divided by their chunk's reference-operator time (drift taken out)"
+               if r.get("timings") == "reference-normalised" else "")
+        lines.append(f"### {r['profile']} / {r['space']} ({r['train_rows']} train, {r['test_rows']} held out{how})")
         lines.append("")
         lines.append("| predictor | CV MAPE | ±5% | ±10% | MAPE | RMSE ms | Kendall | Spearman |")
         lines.append("|---|---|---|---|---|---|---|---|")
@@ -136,10 +149,16 @@ def main(argv=None) -> int:
     ap.add_argument("--tables", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--ship", action="store_true", help="save the chosen model as the shipped default")
+    ap.add_argument("--normalised", action="store_true",
+                    help="also fit and score on reference-normalised timings (drift taken out)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = [run_space(args.profile, s, args.tables, out, args.ship) for s in (args.space or ["anb", "mnasnet"])]
+    results = []
+    for s in args.space or ["anb", "mnasnet"]:
+        results.append(run_space(args.profile, s, args.tables, out, args.ship))
+        if args.normalised:
+            results.append(run_space(args.profile, s, args.tables, out, False, normalise=True))
     name = f"cpu_predictors_{args.profile}"
     write_json_atomic(out / f"{name}.json", results)
     md = to_markdown(results)

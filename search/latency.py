@@ -53,6 +53,18 @@ class MeasuredLatency:
         archs, y = load_timings(profile, space, root)
         self.table = dict(zip(archs, y))
         self.n_evaluated = 0
+        self._check_coverage()
+
+    def _check_coverage(self, n_probe: int = 64) -> None:
+        """Fail upfront, not mid-search, when the table does not cover the space."""
+        rng = np.random.default_rng(0)
+        probe = self.space.sample_indices(rng, n_probe)
+        missing = sum(format_arch(self.space.to_arch(row)) not in self.table for row in probe)
+        if missing:
+            raise ValueError(
+                f"--latency measured needs every network of {self.space_name!r} timed, but the "
+                f"{self.profile}/{self.space_name} table has {len(self.table)} rows and lacks "
+                f"{missing} of {n_probe} sampled networks; use --latency predicted")
 
     def batch(self, idx: np.ndarray) -> np.ndarray:
         """Measured latency (ms) of each row of decision indices, from the table."""

@@ -279,11 +279,12 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=positive_int, default=None)
     p.add_argument("--rounds", type=positive_int, default=None)
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--convert-only", action="store_true",
-                   help="only convert the missing rows' models, on every core (no timing)")
-    p.add_argument("--cached-only", action="store_true",
-                   help="time only the rows whose model is already converted (no conversion "
-                        "beside the timing; the rest stay for a later run)")
+    stage = p.add_mutually_exclusive_group()
+    stage.add_argument("--convert-only", action="store_true",
+                       help="only convert the missing rows' models, on every core (no timing)")
+    stage.add_argument("--cached-only", action="store_true",
+                       help="time only the rows whose model is already converted (no conversion "
+                            "beside the timing; the rest stay for a later run)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(_spaces=space_names())
 

@@ -62,6 +62,39 @@ def test_fit_predict_eval(tables, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_load_timings_normalises_by_each_chunks_reference_time(tables, tmp_path):
+    """Two chunks of 20 rows; each row is rescaled by the table's median / its chunk's ref."""
+    import shutil
+
+    import numpy as np
+
+    from surrogate.predict.workflow import load_timings
+    from surrogate.tables import Table
+
+    path = tables / "cpu-onnxruntime" / "nasbench-macro_models.csv"
+    rows = Table.models(path).read()
+    archs, raw = load_timings("cpu-onnxruntime", "nasbench-macro", tables)
+    archs_n, norm = load_timings("cpu-onnxruntime", "nasbench-macro", tables, normalise=True)
+    ref = np.array([r["ref_ms"] for r in rows])
+    assert archs_n == archs and len({float(v) for v in ref}) >= 2  # a reference per chunk
+    np.testing.assert_allclose(norm, raw * np.median(ref) / ref)
+    # a row without a reference timing (e.g. imported) is refused, naming file and line
+    bad = tmp_path / "cpu-onnxruntime"
+    shutil.copytree(tables / "cpu-onnxruntime", bad)
+    lines = (bad / "nasbench-macro_models.csv").read_text().splitlines()
+    head = lines[0].split(",")
+    import csv
+    import io
+
+    recs = list(csv.reader(io.StringIO("\n".join(lines))))
+    recs[3][head.index("ref_ms")] = "nan"
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(recs)
+    (bad / "nasbench-macro_models.csv").write_text(buf.getvalue())
+    with pytest.raises(ValueError, match=r"nasbench-macro_models.csv: line 4 has no reference"):
+        load_timings("cpu-onnxruntime", "nasbench-macro", tmp_path, normalise=True)
+
+
 def test_predictor_refuses_other_space_or_profile(tables, tmp_path):
     out = tmp_path / "pred"
     assert mnas("fit", "--profile", "cpu-onnxruntime", "--space", "nasbench-macro", "--model",

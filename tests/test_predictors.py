@@ -16,7 +16,7 @@ from surrogate.predict.differentiable import ExpectedTableLatency, RelaxedMLP
 from surrogate.predict.estimators import FlopsLinear, LatencyModel, ResidualLatency, TableSum
 from surrogate.predict.features import ArchFeatures
 from surrogate.predict.metrics import latency_metrics, plot_predicted_vs_measured
-from surrogate.predict.oplevel import OpLevelModel, op_features, row_to_config
+from surrogate.predict.oplevel import OpLevelModel, _act_features, op_features, row_to_config
 from surrogate.predict.optable import OpTable
 from surrogate.predict.persist import load_predictor, save_predictor
 from surrogate.predict.transfer import FewShotTransfer
@@ -176,6 +176,18 @@ def test_op_level_model_fills_unmeasured_ops():
     rows = [{**op_row_key(o), "op_key": o.key()} for o in ops[:5]]
     assert [row_to_config(r) for r in rows] == ops[:5]
     assert op_features(ops[:3]).shape[0] == 3
+
+
+def test_op_features_price_relu6_as_the_fused_clamp_relu_is():
+    """No table measures ReLU6; as a fused clamp it must look like ReLU, not like SiLU."""
+    import dataclasses
+
+    lc = get_space("mnasnet").operator_configs()[5]
+    f = {a: op_features([dataclasses.replace(lc, act=a)])[0] for a in ("relu", "relu6", "silu", "hswish")}
+    assert np.array_equal(f["relu"], f["relu6"])
+    assert not np.array_equal(f["relu"], f["silu"]) and not np.array_equal(f["silu"], f["hswish"])
+    with pytest.raises(ValueError, match="activation 'gelu'"):
+        _act_features("gelu")
 
 
 @pytest.mark.parametrize("space", ["nasbench-macro", "anb", "mnasnet"])

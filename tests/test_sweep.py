@@ -195,6 +195,15 @@ def test_sweep_cli_with_measured_latency(macro_json, tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_measured_latency_refuses_a_partial_table_upfront():
+    """A table of 300 sampled anb networks cannot drive a search: say so before it starts."""
+    from search.latency import MeasuredLatency
+
+    if not (tables_dir() / "cpu-litert" / "anb_models.csv").is_file():
+        pytest.skip("the cpu-litert anb table is not shipped")
+    with pytest.raises(ValueError, match=r"needs every network of 'anb' timed.*lacks \d+ of 64"):
+        MeasuredLatency("cpu-litert", "anb")
+
 
 def test_remeasure_finalists_times_the_front_and_checks_the_machine(macro_json, tmp_path):
     """`--remeasure K` times the K front networks nearest the target on the profile's device,

@@ -309,3 +309,27 @@ def test_measure_cli_bad_input():
     assert p.returncode == 2 and "--space" in p.stderr
     p = _mnas("measure", "ops", "--profile", "cuda-torch", "--space", "anb")
     assert p.returncode == 2 and "cannot run here" in p.stderr and "Traceback" not in p.stderr
+    p = _mnas("measure", "ops", "--profile", "cpu-onnxruntime", "--space", "nasbench-macro",
+              "--convert-only", "--cached-only")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "--cached-only" in p.stderr and "not allowed with" in p.stderr
+
+
+def test_profile_reference_baseline_pools_the_profiles_tables(tmp_path):
+    """The drift guard's yardstick: row-weighted median over the profile's provenance files,
+    so a new table whose first chunk fell in a slow spell is still judged by the usual time."""
+    from surrogate.measure.jobs import REFERENCE_OP, profile_reference_baseline
+
+    assert profile_reference_baseline(tmp_path) is None
+
+    def prov(name, med, rows, op=REFERENCE_OP.key()):
+        (tmp_path / f"{name}.provenance.json").write_text(json.dumps(
+            {"reference_op": op, "rows": rows, "reference_ms": {"median": med}}))
+
+    prov("big_ops", 0.47, 3000)
+    prov("slow_models", 0.60, 32)
+    prov("other_op_models", 9.0, 10_000, op="mbconv_something_else")
+    (tmp_path / "torn.provenance.json").write_text("{not json")
+    assert profile_reference_baseline(tmp_path) == pytest.approx(0.47)
+    prov("slow_models", 0.60, 5000)
+    assert profile_reference_baseline(tmp_path) == pytest.approx(0.60)

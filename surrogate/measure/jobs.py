@@ -207,6 +207,32 @@ def reference_baseline(table: Table) -> float | None:
     return float(np.median(refs)) if refs else None
 
 
+def profile_reference_baseline(directory: str | os.PathLike) -> float | None:
+    """The host's usual reference-operator time over every table of one profile folder.
+
+    Row-weighted median of the per-table reference medians recorded in the
+    provenance files (same reference operator only). A new table's first chunk may
+    fall in a slow episode of the host; judging drift against this pooled figure
+    keeps such a chunk from becoming the table's yardstick. None: no table yet.
+    """
+    meds, weights = [], []
+    for prov in sorted(Path(directory).glob("*.provenance.json")):
+        try:
+            p = json.loads(prov.read_text())
+            med = float(p["reference_ms"]["median"])
+            rows = int(p.get("rows") or 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if p.get("reference_op") == REFERENCE_OP.key() and med > 0 and rows > 0:
+            meds.append(med)
+            weights.append(rows)
+    if not meds:
+        return None
+    order = np.argsort(meds)
+    cum = np.cumsum(np.asarray(weights, dtype=float)[order])
+    return float(np.asarray(meds)[order][np.searchsorted(cum, cum[-1] / 2)])
+
+
 # -- the generic chunked loop ---------------------------------------------------------
 def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                 profile: DeviceProfile, settings: MeasureSettings, chunk: int,
@@ -255,7 +281,9 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     session["timing_cpu"] = runner.pinned_core
     measured = 0
     interrupted = False
-    guard = DriftGuard(settings, reference_baseline(table))
+    baseline = profile_reference_baseline(table.path.parent) or reference_baseline(table)
+    guard = DriftGuard(settings, baseline)
+    session["drift_baseline_ms"] = baseline
     try:
         if not free and runner.pinned_core is not None:
             # one core: the converter would share the timing core, so convert everything first

@@ -84,7 +84,9 @@ class MeasureSettings:
             last at least this long (0 = off).
         seed: seed of the per-round shuffles when no rng is given.
         max_drift: table jobs re-time a chunk whose reference-operator median is
-            off the table's reference baseline by more than this fraction
+            off the reference baseline (the profile's tables' usual reference
+            time, :func:`~surrogate.measure.jobs.profile_reference_baseline`)
+            by more than this fraction
             (0 = never); the host of these VMs slows by 10-30% in episodes.
         drift_retries: at most this many re-timings per chunk (the attempt
             closest to the baseline is kept); after 3 chunks in a row that no

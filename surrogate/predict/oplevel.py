@@ -53,6 +53,22 @@ def op_cost(lc: LayerConfig) -> tuple[float, float]:
     return float(c.madds), float(c.params)
 
 
+#: Activations TFLite/XNNPACK fuse into the preceding convolution as an output clamp
+#: (``fused_activation_function``), so they cost nothing apart: ReLU and ReLU6 alike.
+CLAMP_ACTS = ("relu", "relu6")
+
+
+def _act_features(act: str) -> list[float]:
+    """Activation by cost class: a fused clamp, or a separate elementwise op (one each).
+
+    A one-hot over :data:`ACTS` would leave an activation no table measured (ReLU6:
+    MobileNetV2) on the trees' "not ReLU" branches, i.e. priced like SiLU.
+    """
+    if act not in ACTS:
+        raise ValueError(f"activation {act!r}: expected one of {ACTS}")
+    return [float(act in CLAMP_ACTS), *[float(act == a) for a in ACTS if a not in CLAMP_ACTS]]
+
+
 def op_features(configs: Sequence[LayerConfig]) -> np.ndarray:
     """Numeric features of operator configurations."""
     rows = []
@@ -64,7 +80,7 @@ def op_features(configs: Sequence[LayerConfig]) -> np.ndarray:
         rows.append([
             *[float(lc.op == k) for k in OP_KINDS],
             *[float(lc.residual == r) for r in RESIDUALS],
-            *[float(lc.act == a) for a in ACTS],
+            *_act_features(lc.act),
             math.log(lc.h), math.log(lc.in_ch), math.log(max(lc.out_ch, 1)), math.log(mid),
             lc.kernel, lc.stride, lc.expand, lc.se, float(lc.se_ch), lc.groups,
             math.log1p(madds), math.log1p(params), math.log1p(mem), math.log1p(lc.num_classes),

@@ -31,17 +31,34 @@ def is_test(arch: str) -> bool:
     return int(hashlib.sha1(arch.encode()).hexdigest()[:8], 16) % TEST_SHARE == 0
 
 
-def load_timings(profile: str, space: str, root: str | os.PathLike | None = None) -> tuple[list[str], np.ndarray]:
-    """Architecture strings and median latencies of ``<space>_models.csv``."""
-    from ..measure.jobs import tables_dir
+def load_timings(profile: str, space: str, root: str | os.PathLike | None = None, *,
+                 normalise: bool = False) -> tuple[list[str], np.ndarray]:
+    """Architecture strings and median latencies of ``<space>_models.csv``.
+
+    ``normalise=True`` rescales each row by ``baseline / ref_ms``: its chunk's reference-
+    operator median against the table's median reference time. This takes out host
+    drift (the whole machine running a few percent slower for a while), which is the
+    larger part of run-to-run differences on a shared machine
+    (``bench/repeatability.py``). Rows without a reference timing are refused.
+    """
+    from ..measure.jobs import reference_baseline, tables_dir
 
     path = tables_dir(root) / profile / f"{space}_models.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no end-to-end table for profile {profile!r} and space {space!r} at "
                                 f"{path}; measure it with: mnas measure models --profile {profile} "
                                 f"--space {space} --random 300")
-    rows = Table.models(path).read()
-    return [r["arch"] for r in rows], np.array([r["median_ms"] for r in rows])
+    table = Table.models(path)
+    rows = table.read()
+    y = np.array([r["median_ms"] for r in rows])
+    if normalise:
+        ref = np.array([r.get("ref_ms", np.nan) for r in rows], dtype=float)
+        bad = np.flatnonzero(~(np.isfinite(ref) & (ref > 0)))
+        if len(bad):
+            raise ValueError(f"{path}: line {int(bad[0]) + 2} has no reference-operator timing "
+                             f"(ref_ms); cannot normalise for drift")
+        y = y * (reference_baseline(table) / ref)
+    return [r["arch"] for r in rows], y
 
 
 def split(archs: list[str], y: np.ndarray):
