@@ -64,6 +64,8 @@ def test_fit_predict_eval(tables, tmp_path):
 
 def test_load_timings_normalises_by_each_chunks_reference_time(tables, tmp_path):
     """Two chunks of 20 rows; each row is rescaled by the table's median / its chunk's ref."""
+    import csv
+    import io
     import shutil
 
     import numpy as np
@@ -81,13 +83,8 @@ def test_load_timings_normalises_by_each_chunks_reference_time(tables, tmp_path)
     # a row without a reference timing (e.g. imported) is refused, naming file and line
     bad = tmp_path / "cpu-onnxruntime"
     shutil.copytree(tables / "cpu-onnxruntime", bad)
-    lines = (bad / "nasbench-macro_models.csv").read_text().splitlines()
-    head = lines[0].split(",")
-    import csv
-    import io
-
-    recs = list(csv.reader(io.StringIO("\n".join(lines))))
-    recs[3][head.index("ref_ms")] = "nan"
+    recs = list(csv.reader(io.StringIO((bad / "nasbench-macro_models.csv").read_text())))
+    recs[3][recs[0].index("ref_ms")] = "nan"  # line 4 of the file
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(recs)
     (bad / "nasbench-macro_models.csv").write_text(buf.getvalue())
