@@ -68,7 +68,7 @@ def run_space(profile: str, space: str, root, out: Path, ship: bool, normalise: 
     """Select, fit and score every candidate on one space's table.
 
     ``normalise``: timings divided by their chunk's reference-operator time (host drift
-    taken out; see :func:`load_timings`) for fitting and scoring alike; never shipped.
+    taken out; see :func:`load_timings`) for fitting and scoring alike (main never ships it).
     """
     archs, y = load_timings(profile, space, root, normalise=normalise)
     tr_a, tr_y, te_a, te_y = split(archs, y)
@@ -76,7 +76,6 @@ def run_space(profile: str, space: str, root, out: Path, ship: bool, normalise: 
     res: dict = {"profile": profile, "space": space, "train_rows": len(tr_a), "test_rows": len(te_a),
                  "timings": "reference-normalised" if normalise else "raw",
                  "op_table_rows": len(table), "cv_mape": {}, "test": {}, "fit_s": {}}
-    ship = ship and not normalise
     for name in CANDIDATES:
         res["cv_mape"][name] = cv_mape(name, space, table, tr_a, tr_y)
     best = min(res["cv_mape"], key=res["cv_mape"].get)

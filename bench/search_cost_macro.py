@@ -135,8 +135,9 @@ def run_one(name: str, seed: int, mode: str, args, acc, measured, table, ref, tr
     true_lat = np.array([measured.table[a] for a in archs])
     true_acc = np.array([float(r["accuracy"]) for r in rows])
     pred_lat = np.array([float(r["latency_ms"]) for r in rows])
-    seen: set[str] = set()
-    distinct = np.cumsum([a not in seen and not seen.add(a) for a in archs])  # new networks so far
+    first = np.zeros(len(archs), dtype=bool)  # where each network appears first
+    first[np.unique(np.asarray(archs, dtype=object), return_index=True)[1]] = True
+    distinct = np.cumsum(first)
     hv = hypervolume_history(true_lat, true_acc, ref_latency=ref[0], ref_accuracy=ref[1]) / true_hv
     rec = {"method": name, "mode": mode, "seed": seed, "wall_s": wall, "n": len(rows),
            "hv": hv.tolist(), "distinct": distinct.tolist()}
