@@ -161,6 +161,8 @@ def _cmd_sweep(args) -> int:
                              if f.get("measured_normalised_ms"))
             print(f"  note: the reference operator ran {100 * (ratios[0] - 1):+.0f}% against the shipped "
                   f"tables' timing (a busy or different machine); measured x reference ratio^-1: {norm} ms")
+        for line in (res.host_match or {}).get("message", []):
+            print(f"  {line}")
     print("files: " + ", ".join(f"{k}={v}" for k, v in res.files.items()))
     return 0
 

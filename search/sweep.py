@@ -88,6 +88,7 @@ class SweepResult:
     latency: dict = field(default_factory=dict)
     accuracy: dict = field(default_factory=dict)
     finalists: list[dict] = field(default_factory=list)
+    host_match: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         """The result as a JSON-ready dict."""
@@ -384,7 +385,37 @@ def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
                      "reference_ratio": ratio,
                      "measured_normalised_ms": (m / ratio) if (m and ratio) else None})
     result.finalists = rows
+    refs = [timed[p["arch"]]["ref_ms"] for p in front
+            if p["arch"] in timed and np.isfinite(timed[p["arch"]].get("ref_ms", np.nan))]
+    result.host_match = finalists_host_match(result, float(np.median(refs)) if refs else None)
     return rows
+
+
+def finalists_host_match(result: SweepResult, reference_ms_here: float | None = None) -> dict:
+    """Whether the tables behind the sweep's latency came from this host kind
+    (:func:`surrogate.measure.host.host_match`), with ``message``: a few plain lines when
+    they did not (or cannot be told) and a finalist disagrees by more than 10%."""
+    from surrogate.measure.host import host_match, predictor_table
+    from surrogate.measure.jobs import tables_dir
+
+    cfg, lat = result.config, result.latency or {}
+    subject = "the latency tables behind this predictor"
+    if lat.get("kind") == "measured":
+        subject = "the end-to-end table this sweep looked latency up in"
+        table = tables_dir() / cfg["profile"] / f"{cfg['space']}_models.csv"
+        table = table if table.is_file() else None
+    else:
+        table = predictor_table(lat.get("predictor"), cfg["profile"], cfg["space"])
+    if table is None:
+        return {"table": None, "same": None, "message": []}
+    try:
+        m = host_match(table, reference_ms_here=reference_ms_here)
+    except (ValueError, OSError) as exc:  # a bad provenance file must not lose a finished sweep
+        return {"table": str(table), "same": None, "error": str(exc), "message": []}
+    flagged = any(f.get("flag") for f in result.finalists)
+    return {**m.as_dict(), "flagged": flagged,
+            "message": m.explain(cfg["space"], reference=False, subject=subject)
+            if flagged and m.same is not True else []}
 
 
 def reference_baseline_ms(profile: str, space: str) -> float | None:

@@ -1,4 +1,4 @@
-"""CLI verbs owned by :mod:`surrogate`: ``devices``, ``measure``, ``table``."""
+"""CLI verbs owned by :mod:`surrogate`: ``devices``, ``host``, ``measure``, ``table``."""
 from __future__ import annotations
 
 import argparse
@@ -32,14 +32,68 @@ def _cmd_devices(args) -> int:
     return 0
 
 
+def _cmd_host(args) -> int:
+    from .measure.host import describe_host, host_identity, host_match
+    from .measure.jobs import tables_dir
+    from .measure.profiles import get_profile
+
+    root = tables_dir(args.tables)
+    if args.profile is not None:
+        get_profile(args.profile)  # ValueError naming the profiles on a bad name
+        profiles = [args.profile]
+    else:
+        profiles = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+    here = host_identity()
+    rows = []
+    for prof in profiles:
+        for t in sorted((root / prof).glob("*.csv")):
+            m = host_match(t, this_host=here)
+            rows.append({"profile": prof, "table": t.name, "same": m.same,
+                         "differences": m.differences, "notes": m.notes,
+                         "reference_ms_table": m.reference_ms_table, "table_host": m.table_host})
+    if args.json:
+        print_json({"host": here, "tables_dir": str(root), "tables": rows})
+        return 0
+    caches = ", ".join(f"{k} {v // 1024}M" if v >= 1024 and v % 1024 == 0 else f"{k} {v}K"
+                       for k, v in here["caches_kib"].items()) or "unknown"
+    print(f"this host: {describe_host(here, short=True)}  [host_id {here['host_id']}]")
+    print(f"  vendor {here.get('vendor')}, {here['machine']}, microcode {here.get('microcode') or 'n/a'}")
+    print(f"  isa: {' '.join(here['isa']) or 'none of ' + ' '.join(here['isa_checked'][:4]) + ' ...'}")
+    print(f"  caches: {caches}")
+    mem = f"{here['memory_total_mib'] / 1024:.1f} GiB" if here.get("memory_total_mib") else "unknown"
+    hyp = {True: "yes", False: "no", None: "unknown"}[here.get("hypervisor")]
+    if here.get("hypervisor_vendor"):
+        hyp += f" ({here['hypervisor_vendor']})"
+    print(f"  cpus: {here['cpu_count']} logical, {here['cpus_allowed']} allowed "
+          f"({here.get('cpus_allowed_list') or '?'}); memory {mem}; kernel {here['kernel']}; "
+          f"hypervisor {hyp}")
+    if not rows:
+        print(f"no tables under {root}" + (f"/{args.profile}" if args.profile else ""))
+        return 0
+    print(f"tables under {root}:")
+    word = {True: "this host kind", False: "ANOTHER HOST", None: "cannot tell"}
+    width = max(len(f"{r['profile']}/{r['table']}") for r in rows)
+    shared = set.intersection(*(set(r["differences"]) for r in rows)) if len(rows) > 1 else set()
+    for r in rows:
+        ref = f"ref op {r['reference_ms_table']:.3f} ms" if r["reference_ms_table"] else "ref op n/a"
+        print(f"  {r['profile'] + '/' + r['table']:<{width}}  {word[r['same']]:<14}  {ref}")
+        for d in [d for d in r["differences"] if d not in shared] + r["notes"]:
+            print(f"  {'':<{width}}    {d}")
+    for d in sorted(shared):
+        print(f"every table: {d}")
+    return 0
+
+
 def _settings(args):
     from .measure.profiles import get_profile
     from .measure.timing import MeasureSettings
 
     p = get_profile(args.profile)
+    extra = {} if args.estimator is None else {"estimator": args.estimator}
     return MeasureSettings(warmup=p.warmup if args.warmup is None else args.warmup,
                            runs=p.runs if args.runs is None else args.runs,
-                           rounds=p.rounds if args.rounds is None else args.rounds)
+                           rounds=p.rounds if args.rounds is None else args.rounds,
+                           clock=args.clock, **extra)
 
 
 def _print_summary(summary, as_json: bool) -> None:
@@ -272,12 +326,23 @@ def _atomic_text(path: Path, text: str) -> None:
 def _common_measure(p: argparse.ArgumentParser) -> None:
     from space.spaces import space_names
 
+    from .measure.timing import DEFAULT_ESTIMATOR, ESTIMATORS
+
     p.add_argument("--profile", required=True, choices=_profile_names())
     p.add_argument("--out", default=None, help="tables root (default: $MNAS_TABLES_DIR or data/latency_tables)")
     p.add_argument("--cache", default=None, help="export cache (default: $MNAS_CACHE_DIR or ~/.cache/mnas-surrogate)")
     p.add_argument("--warmup", type=nonneg_int, default=None)
     p.add_argument("--runs", type=positive_int, default=None)
     p.add_argument("--rounds", type=positive_int, default=None)
+    p.add_argument("--estimator", choices=ESTIMATORS, default=None,
+                   help=f"latency of one round from its runs (default {DEFAULT_ESTIMATOR}); the "
+                        f"latency is the median over rounds. A table keeps one estimator: continue "
+                        f"an existing table with the estimator it was timed with")
+    p.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                   help="which clock is the latency: cpu (the timing thread's CPU time, robust to "
+                        "other processes on the core) or wall (default: the profile's, cpu for "
+                        "cpu-litert/cpu-onnxruntime/cpu-torch, wall for cuda-torch/android-adb); "
+                        "both are recorded either way. Old tables are wall")
     p.add_argument("--no-progress", action="store_true")
     stage = p.add_mutually_exclusive_group()
     stage.add_argument("--convert-only", action="store_true",
@@ -290,12 +355,18 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``devices``, ``measure`` and ``table``."""
+    """Add ``devices``, ``host``, ``measure`` and ``table``."""
     from space.spaces import space_names
 
     p = sub.add_parser("devices", help="device profiles and whether each runs here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_devices)
+
+    p = sub.add_parser("host", help="this host's identity and whether each shipped table came from it")
+    p.add_argument("--profile", default=None, help="only this profile's tables (default: every profile)")
+    p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_host)
 
     p = sub.add_parser("measure", help="measure operator tables or whole networks")
     msub = p.add_subparsers(dest="measure_cmd", required=True, parser_class=OneLineParser)

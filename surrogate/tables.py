@@ -8,6 +8,14 @@ row, and errors name the file and line. Also imports and exports the
 ProxylessNAS / Once-for-All LUT format (YAML-like text keyed by
 ``expanded_conv-input:HxWxC-output:HxWxC-expand:e-kernel:k-stride:s-idskip:b``
 with ``count``, ``mean`` and ``var`` in ms).
+
+Clocks: ``median_ms`` is the latency under the row's ``clock`` (``cpu`` or
+``wall``) and ``estimator`` (``median``, ``p25``, ``p10``, ``min`` per round, then
+the median over rounds); ``wall_ms`` and ``cpu_ms`` keep both clocks and
+``clock_diverged`` flags rows where they disagree by more than
+:data:`CLOCK_DIVERGENCE`. A table never mixes clocks or estimators. Tables written
+before these columns existed (legacy) read as clock ``wall``, estimator ``median``;
+appending to one rewrites it once in the current format.
 """
 from __future__ import annotations
 
@@ -25,21 +33,32 @@ from typing import Iterable, Mapping
 
 from space.arch import LayerConfig
 
+from .measure.clocks import CLOCKS, ESTIMATORS
+
 TABLE_VERSION = 1
 
 #: identity of an operator row (from :class:`LayerConfig`)
 OP_KEY_COLUMNS = ["op_key", "op", "h", "w", "in_ch", "out_ch", "kernel", "stride", "expand",
                   "se", "residual", "groups", "act", "expand_divisor", "num_classes"]
-#: latency statistics of any row
-STAT_COLUMNS = ["median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "iqr_ms", "cv",
-                "rel_spread", "n_runs", "n_rounds", "remeasured", "ref_ms", "measured_at"]
+#: how a row was timed: both clocks, which one ``median_ms`` is, the estimator, divergence
+CLOCK_COLUMNS = ["wall_ms", "cpu_ms", "clock", "estimator", "clock_diverged"]
+#: latency statistics of any row; ``median_ms`` is the latency (clock and estimator of the row)
+STAT_COLUMNS = ["median_ms", *CLOCK_COLUMNS, "mean_ms", "std_ms", "p10_ms", "p90_ms", "iqr_ms",
+                "cv", "rel_spread", "n_runs", "n_rounds", "remeasured", "ref_ms", "measured_at"]
 OPS_COLUMNS = OP_KEY_COLUMNS + STAT_COLUMNS
 MODELS_COLUMNS = ["arch", "space", "source", "params", "madds"] + STAT_COLUMNS
 
+#: what rows of tables without the clock columns were timed with
+LEGACY_CLOCK, LEGACY_ESTIMATOR = "wall", "median"
+#: ``clock_diverged`` is 1 when |wall_ms / cpu_ms - 1| exceeds this
+CLOCK_DIVERGENCE = 0.10
+
 _INT_COLS = {"h", "w", "in_ch", "out_ch", "kernel", "stride", "expand", "groups", "expand_divisor",
              "num_classes", "n_runs", "n_rounds", "params", "madds"}
-_FLOAT_COLS = {"se", "median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "iqr_ms", "cv",
-               "rel_spread", "ref_ms"}
+_FLOAT_COLS = {"se", "median_ms", "wall_ms", "cpu_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms",
+               "iqr_ms", "cv", "rel_spread", "ref_ms"}
+_BOOL_COLS = {"remeasured", "clock_diverged"}
+_CHOICE_COLS = {"clock": CLOCKS, "estimator": ESTIMATORS}
 
 
 class TableError(ValueError):
@@ -52,6 +71,23 @@ def op_row_key(lc: LayerConfig) -> dict:
             "out_ch": lc.out_ch, "kernel": lc.kernel, "stride": lc.stride, "expand": lc.expand,
             "se": lc.se, "residual": lc.residual, "groups": lc.groups, "act": lc.act,
             "expand_divisor": lc.expand_divisor, "num_classes": lc.num_classes}
+
+
+def clock_diverged(wall_ms: float, cpu_ms: float, threshold: float = CLOCK_DIVERGENCE) -> bool:
+    """Whether wall and CPU time disagree by more than ``threshold`` (False when one is missing).
+
+    A diverged row was timed while something else ran on its core (wall > cpu)
+    or by a runtime working off the calling thread (cpu > wall).
+    """
+    if not (math.isfinite(wall_ms) and math.isfinite(cpu_ms)) or cpu_ms <= 0:
+        return False
+    return abs(wall_ms / cpu_ms - 1.0) > threshold
+
+
+def legacy_clock_fields(row: Mapping) -> dict:
+    """Clock columns for a row timed before they existed: wall clock, median estimator."""
+    return {"wall_ms": row.get("median_ms", math.nan), "cpu_ms": math.nan, "clock": LEGACY_CLOCK,
+            "estimator": LEGACY_ESTIMATOR, "clock_diverged": False}
 
 
 def _fmt(v) -> str:
@@ -72,10 +108,12 @@ def _parse_row(path: Path, lineno: int, header: list[str], raw: list[str]) -> di
                 row[col] = int(text)
             elif col in _FLOAT_COLS:
                 row[col] = float(text) if text != "" else math.nan
-            elif col == "remeasured":
+            elif col in _BOOL_COLS:
                 if text not in ("0", "1"):
                     raise ValueError(text)
                 row[col] = text == "1"
+            elif col in _CHOICE_COLS and text not in _CHOICE_COLS[col]:
+                raise ValueError(text)
             else:
                 row[col] = text
         except ValueError:
@@ -83,6 +121,10 @@ def _parse_row(path: Path, lineno: int, header: list[str], raw: list[str]) -> di
     med = row.get("median_ms")
     if med is not None and not (med > 0 and math.isfinite(med)):
         raise TableError(f"{path}:{lineno}: median_ms must be a positive number, got {med}")
+    for col in ("wall_ms", "cpu_ms"):
+        v = row.get(col, math.nan)
+        if not (math.isnan(v) or (v > 0 and math.isfinite(v))):
+            raise TableError(f"{path}:{lineno}: {col} must be a positive number or empty, got {v}")
     return row
 
 
@@ -104,8 +146,25 @@ class Table:
         """An end-to-end table at ``path``."""
         return cls(Path(path), MODELS_COLUMNS, "arch")
 
+    @property
+    def legacy_columns(self) -> list[str]:
+        """The header of this kind of table before the clock columns existed."""
+        return [c for c in self.columns if c not in CLOCK_COLUMNS]
+
+    def is_legacy(self) -> bool:
+        """Whether the file on disk has the legacy header (no clock columns)."""
+        if not self.path.is_file():
+            return False
+        with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
+            header = next(csv.reader(f), None)
+        return header == self.legacy_columns
+
     def read(self, *, repair: bool = False) -> list[dict]:
-        """All rows (validated). ``repair`` drops a torn final line in place."""
+        """All rows (validated). ``repair`` drops a torn final line in place.
+
+        Legacy rows (no clock columns) get :func:`legacy_clock_fields`; rows of two
+        clocks or estimators in one file are an error naming the line.
+        """
         if not self.path.exists():
             return []
         data = self.path.read_bytes()
@@ -129,7 +188,8 @@ class Table:
             header = next(reader)
         except StopIteration:
             return []
-        if header != self.columns:
+        legacy = header == self.legacy_columns
+        if header != self.columns and not legacy:
             missing = [c for c in self.columns if c not in header]
             raise TableError(f"{self.path}:1: not a {self.key!r} latency table "
                              f"(missing columns {missing[:4]}{'...' if len(missing) > 4 else ''}"
@@ -139,18 +199,79 @@ class Table:
             if not raw:
                 raise TableError(f"{self.path}:{lineno}: empty line")
             row = _parse_row(self.path, lineno, header, raw)
+            if legacy:
+                row.update(legacy_clock_fields(row))
             if row[self.key] in seen:
                 raise TableError(f"{self.path}:{lineno}: duplicate {self.key} {row[self.key]!r}")
+            if rows and (row["clock"], row["estimator"]) != (rows[0]["clock"], rows[0]["estimator"]):
+                raise TableError(f"{self.path}:{lineno}: row timed with clock {row['clock']!r} and "
+                                 f"estimator {row['estimator']!r}, but line 2 with clock "
+                                 f"{rows[0]['clock']!r} and estimator {rows[0]['estimator']!r}; "
+                                 f"a table never mixes clocks or estimators")
             seen.add(row[self.key])
             rows.append(row)
         return rows
+
+    def timing(self) -> tuple[str, str] | None:
+        """(clock, estimator) of the rows on disk (legacy: wall, median); None when empty."""
+        rows = self.read(repair=True)
+        return (rows[0]["clock"], rows[0]["estimator"]) if rows else None
+
+    def check_timing(self, clock: str, estimator: str) -> None:
+        """Raise ValueError if the rows on disk were timed with another clock or estimator."""
+        have = self.timing()
+        if have is None or have == (clock, estimator):
+            return
+        legacy = " (legacy table without clock columns)" if self.is_legacy() else ""
+        raise ValueError(
+            f"{self.path}: its rows were timed with clock {have[0]!r} and estimator {have[1]!r}"
+            f"{legacy}, this job asks for clock {clock!r} and estimator {estimator!r}; a table "
+            f"never mixes clocks or estimators: write a new file (another --out folder, or "
+            f"--table NAME for models) or continue this one with --clock {have[0]} "
+            f"--estimator {have[1]}")
+
+    def upgrade(self) -> bool:
+        """Rewrite a legacy file in the current format (atomically); False if not legacy."""
+        if not self.is_legacy():
+            return False
+        rows = self.read(repair=True)
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_csv_line(self.columns))
+                for r in rows:
+                    f.write(_csv_line([_fmt(r[c]) for c in self.columns]))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return True
 
     def done_keys(self) -> set[str]:
         """Keys already measured (repairs a torn last row)."""
         return {r[self.key] for r in self.read(repair=True)}
 
     def append(self, rows: Iterable[Mapping]) -> int:
-        """Append complete rows (header first if the file is new); fsync after each."""
+        """Append complete rows (header first if the file is new); fsync after each.
+
+        Rows without any clock column are legacy (wall, median). Rows whose clock or
+        estimator differ from each other or from the file's raise ValueError; a legacy
+        file is upgraded to the current header first.
+        """
+        rows = [dict(r) if any(c in r for c in CLOCK_COLUMNS) else {**r, **legacy_clock_fields(r)}
+                for r in rows]
+        if not rows:
+            return 0
+        timings = {(r.get("clock"), r.get("estimator")) for r in rows}
+        if len(timings) > 1:
+            raise ValueError(f"{self.path}: rows to append mix clocks/estimators {sorted(timings)}")
+        clock, estimator = timings.pop()
+        if self.path.exists():
+            self.check_timing(clock, estimator)
+            self.upgrade()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
         n = 0
@@ -247,12 +368,21 @@ def validate_table(path: str | os.PathLike) -> dict:
         for k in REQUIRED_PROVENANCE:
             if k not in prov:
                 problems.append(f"provenance lacks {k!r}")
+        if rows and "clock" in prov and (prov.get("clock"), prov.get("estimator")) != \
+                (rows[0]["clock"], rows[0]["estimator"]):
+            problems.append(f"provenance says clock {prov.get('clock')!r}, estimator "
+                            f"{prov.get('estimator')!r}; rows say {rows[0]['clock']!r}, "
+                            f"{rows[0]['estimator']!r}")
     else:
         problems.append(f"no provenance file {prov_p.name}")
     meds = [r["median_ms"] for r in rows]
     return {"path": str(path), "kind": table_kind(path), "rows": len(rows),
             "median_ms_min": min(meds) if meds else None,
             "median_ms_max": max(meds) if meds else None,
+            "clock": rows[0]["clock"] if rows else None,
+            "estimator": rows[0]["estimator"] if rows else None,
+            "legacy": t.is_legacy(),
+            "clock_diverged": sum(bool(r["clock_diverged"]) for r in rows),
             "sha256": t.sha256(), "provenance": prov is not None, "problems": problems}
 
 
@@ -343,7 +473,9 @@ def lut_to_rows(lut: Mapping[str, Mapping], act: str = "relu") -> list[dict]:
                          act=act)
         std = math.sqrt(max(float(v["var"]), 0.0))
         mean = float(v["mean"])
-        rows.append({**op_row_key(lc), "median_ms": mean, "mean_ms": mean, "std_ms": std,
+        rows.append({**op_row_key(lc), "median_ms": mean, "wall_ms": mean, "cpu_ms": math.nan,
+                     "clock": LEGACY_CLOCK, "estimator": LEGACY_ESTIMATOR, "clock_diverged": False,
+                     "mean_ms": mean, "std_ms": std,
                      "p10_ms": math.nan, "p90_ms": math.nan, "iqr_ms": math.nan,
                      "cv": std / mean if mean > 0 else math.nan, "rel_spread": math.nan,
                      "n_runs": int(v["count"]), "n_rounds": 1, "remeasured": False,

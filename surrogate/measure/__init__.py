@@ -8,6 +8,7 @@ functions that need them.
 from .export import ExportCache, ExportResult, convert_many, default_cache_dir, export_onnx, export_tflite
 from .profiles import DEFAULT_PROFILE, PROFILES, DeviceProfile, get_profile
 from .runners import LoadedModel, Runner, make_runner, pin_process, pinned, tune_glibc_malloc
+from .clocks import DEFAULT_ESTIMATOR, ESTIMATORS, RunTimes, estimate
 from .timing import ItemResult, MeasureReport, MeasureSettings, measure, summarize
 
 __all__ = [
@@ -27,6 +28,10 @@ __all__ = [
     "pin_process",
     "pinned",
     "tune_glibc_malloc",
+    "RunTimes",
+    "estimate",
+    "ESTIMATORS",
+    "DEFAULT_ESTIMATOR",
     "MeasureSettings",
     "ItemResult",
     "MeasureReport",

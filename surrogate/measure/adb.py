@@ -29,6 +29,7 @@ import numpy as np
 from .export import ExportCache, export_tflite
 from .profiles import DeviceProfile, resolve_adb_serial
 from .runners import LoadedModel, Runner
+from .timing import RunTimes
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -333,14 +334,15 @@ class AdbRunner(Runner):
         info = {"remote": remote, "cache_key": res.key, "export_cached": res.cached}
         return LoadedModel(name, shape, feed, remote, res.path, info)
 
-    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> np.ndarray:
+    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> RunTimes:
         cmd = benchmark_command(
             handle.obj, serial=self.serial, warmup=warmup, runs=runs,
             threads=self.profile.threads, cores=self.pinned_core, binary=self.binary,
         )
         parsed = parse_benchmark_output(self._exec(cmd))
         handle.info["last_benchmark"] = parsed.as_dict()
-        return np.array([parsed.latency_ms], dtype=np.float64)
+        # wall time on the phone; no thread CPU time comes back from benchmark_model
+        return RunTimes.wall_only(np.array([parsed.latency_ms], dtype=np.float64))
 
     def _run(self, handle: LoadedModel, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError("android-adb only times models; check outputs with cpu-litert")

@@ -1,4 +1,9 @@
-"""Export torch modules to .tflite (litert-torch) and .onnx, through a content-addressed cache.
+"""Export torch modules to .tflite and .onnx, through a content-addressed cache.
+
+Two .tflite converters: ``direct`` (default; :mod:`.tflite_writer` writes the
+flatbuffer of a :mod:`space.build` module in milliseconds) and ``litert-torch``
+(the maintained PyTorch->LiteRT converter, 2-5 s per operator; the reference the
+direct writer is checked against, and the one for modules the writer cannot express).
 
 The cache key is the sha256 of the module's classes (and their ``forward``
 bytecode), its structure ``repr``, the plain (non-tensor) attributes of every
@@ -42,11 +47,13 @@ __all__ = [
     "export_onnx",
     "export_for_profile",
     "convert_many",
+    "TFLITE_CONVERTERS",
 ]
 
 CACHE_ENV_VAR = "MNAS_CACHE_DIR"
 _KEY_VERSION = "mnas-export-v2"
 FORMATS = ("tflite", "onnx")
+TFLITE_CONVERTERS = ("direct", "litert-torch")
 ONNX_OPSET = 17
 
 
@@ -71,7 +78,19 @@ def normalize_shape(input_shape: Sequence[int], batch: int = 1) -> tuple[int, ..
     return shape
 
 
-def _tflite_exporter_id(nhwc: bool) -> tuple[str, str]:
+def _check_converter(converter: str, nhwc: bool) -> None:
+    if converter not in TFLITE_CONVERTERS:
+        raise ValueError(f"tflite converter must be one of {', '.join(TFLITE_CONVERTERS)}; got {converter!r}")
+    if converter == "direct" and not nhwc:
+        raise ValueError("the direct .tflite writer emits NHWC graphs only; use converter 'litert-torch' for NCHW")
+
+
+def _tflite_exporter_id(nhwc: bool, converter: str = "direct") -> tuple[str, str]:
+    _check_converter(converter, nhwc)
+    if converter == "direct":
+        from .tflite_writer import WRITER_NAME, WRITER_VERSION
+
+        return WRITER_NAME, f"writer={WRITER_VERSION};ai-edge-litert={package_version('ai-edge-litert')}"
     name = "litert-torch-nhwc" if nhwc else "litert-torch-nchw"
     return name, f"litert-torch={package_version('litert-torch')};torch={package_version('torch')}"
 
@@ -203,6 +222,16 @@ def _install_cia_cache() -> None:
     _CIA_CACHE_INSTALLED = True
 
 
+def _write_direct(module: "torch.nn.Module", shape: tuple[int, ...], dst: Path) -> None:
+    from .tflite_writer import write_tflite
+
+    data = write_tflite(module.eval(), shape)
+    with open(dst, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _convert_tflite(module: "torch.nn.Module", shape: tuple[int, ...], nhwc: bool, dst: Path) -> None:
     import torch
 
@@ -266,12 +295,12 @@ class ExportCache:
         return self.dir / f"{key}.{fmt}"
 
     def key(self, module: "torch.nn.Module", input_shape: Sequence[int], fmt: str,
-            *, nhwc: bool = True, opset: int = ONNX_OPSET) -> str:
-        """Cache key of ``module`` at ``input_shape`` for ``fmt``."""
+            *, nhwc: bool = True, opset: int = ONNX_OPSET, converter: str = "direct") -> str:
+        """Cache key of ``module`` at ``input_shape`` for ``fmt`` (and the .tflite ``converter``)."""
         if fmt not in FORMATS:
             raise ValueError(f"export format must be one of {FORMATS}, got {fmt!r}")
         shape = normalize_shape(input_shape)
-        exp, ver = _tflite_exporter_id(nhwc) if fmt == "tflite" else _onnx_exporter_id(opset)
+        exp, ver = _tflite_exporter_id(nhwc, converter) if fmt == "tflite" else _onnx_exporter_id(opset)
         return module_fingerprint(module, shape, exp, ver)
 
     def export(
@@ -282,10 +311,11 @@ class ExportCache:
         *,
         nhwc: bool = True,
         opset: int = ONNX_OPSET,
+        converter: str = "direct",
     ) -> ExportResult:
         """Path of the exported model, converting only on a cache miss."""
         shape = normalize_shape(input_shape)
-        key = self.key(module, shape, fmt, nhwc=nhwc, opset=opset)
+        key = self.key(module, shape, fmt, nhwc=nhwc, opset=opset, converter=converter)
         dst = self.path_for(key, fmt)
         if dst.is_file() and dst.stat().st_size > 0:
             self.hits += 1
@@ -294,7 +324,9 @@ class ExportCache:
         tmp = self.dir / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.{fmt}"
         t0 = time.perf_counter()
         try:
-            if fmt == "tflite":
+            if fmt == "tflite" and converter == "direct":
+                _write_direct(module, shape, tmp)
+            elif fmt == "tflite":
                 _convert_tflite(module, shape, nhwc, tmp)
             else:
                 _convert_onnx(module, shape, opset, tmp)
@@ -314,9 +346,10 @@ def export_tflite(
     cache: ExportCache | None = None,
     *,
     nhwc: bool = True,
+    converter: str = "direct",
 ) -> ExportResult:
-    """Convert ``module`` (NCHW ``input_shape``) to .tflite with litert-torch, cached."""
-    return (cache or ExportCache()).export(module, input_shape, "tflite", nhwc=nhwc)
+    """Convert ``module`` (NCHW ``input_shape``) to .tflite with ``converter``, cached."""
+    return (cache or ExportCache()).export(module, input_shape, "tflite", nhwc=nhwc, converter=converter)
 
 
 def export_onnx(
@@ -338,7 +371,8 @@ def export_for_profile(
         return None
     shape = normalize_shape(input_shape, profile.batch)
     if profile.exporter == "tflite":
-        return export_tflite(module, shape, cache, nhwc=profile.layout == "NHWC")
+        return export_tflite(module, shape, cache, nhwc=profile.layout == "NHWC",
+                             converter=getattr(profile, "converter", "direct"))
     return export_onnx(module, shape, cache)
 
 
@@ -353,9 +387,9 @@ def _worker_init(cpus: list[int] | None) -> None:
     torch.set_num_threads(1)
 
 
-def _worker_export(args: tuple[str, Any, tuple[int, ...], str, bool]) -> ExportResult:
-    cache_dir, module, shape, fmt, nhwc = args
-    return ExportCache(cache_dir).export(module, shape, fmt, nhwc=nhwc)
+def _worker_export(args: tuple[str, Any, tuple[int, ...], str, bool, str]) -> ExportResult:
+    cache_dir, module, shape, fmt, nhwc, converter = args
+    return ExportCache(cache_dir).export(module, shape, fmt, nhwc=nhwc, converter=converter)
 
 
 def convert_many(
@@ -366,6 +400,7 @@ def convert_many(
     processes: int = 1,
     cpus: Sequence[int] | None = None,
     nhwc: bool = True,
+    converter: str = "direct",
 ) -> list[ExportResult]:
     """Export many (module, NCHW shape) jobs, skipping cached ones.
 
@@ -380,7 +415,7 @@ def convert_many(
     todo: list[int] = []
     for i, (module, shape) in enumerate(jobs):
         shape = normalize_shape(shape)
-        key = cache.key(module, shape, fmt, nhwc=nhwc)
+        key = cache.key(module, shape, fmt, nhwc=nhwc, converter=converter)
         p = cache.path_for(key, fmt)
         if p.is_file() and p.stat().st_size > 0:
             cache.hits += 1
@@ -389,12 +424,13 @@ def convert_many(
             todo.append(i)
     if todo and processes <= 1 and not cpus:
         for i in todo:
-            results[i] = cache.export(jobs[i][0], jobs[i][1], fmt, nhwc=nhwc)
+            results[i] = cache.export(jobs[i][0], jobs[i][1], fmt, nhwc=nhwc, converter=converter)
     elif todo:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        payload = [(str(cache.dir), jobs[i][0], normalize_shape(jobs[i][1]), fmt, nhwc) for i in todo]
+        payload = [(str(cache.dir), jobs[i][0], normalize_shape(jobs[i][1]), fmt, nhwc, converter)
+                   for i in todo]
         with ctx.Pool(max(1, processes), initializer=_worker_init,
                       initargs=(list(cpus) if cpus else None,)) as pool:
             for i, res in zip(todo, pool.imap(_worker_export, payload)):

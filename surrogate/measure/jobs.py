@@ -6,9 +6,14 @@ converted twice, across runs too); a chunk is timed with interleaved, shuffled
 rounds plus a fixed reference operator (:func:`timing.measure`) and its rows are
 appended to the table, fsynced, before the next chunk. Killing the job at any
 moment loses at most the chunk in flight; rerunning skips every row on disk.
+
+Every row keeps both clocks (``wall_ms``, ``cpu_ms``); ``median_ms`` is the latency
+under the profile's clock (``MeasureSettings.clock`` overrides it) and the
+settings' estimator, and a table holds one clock and one estimator only.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -25,7 +30,8 @@ from space.arch import Arch, LayerConfig
 from space.blockstring import format_arch
 from space.counting import count
 
-from ..tables import (Table, file_sha256, op_row_key, provenance_path, write_json_atomic)
+from ..tables import (CLOCK_DIVERGENCE, LEGACY_CLOCK, LEGACY_ESTIMATOR, Table, clock_diverged,
+                      file_sha256, op_row_key, provenance_path, write_json_atomic)
 from .profiles import DeviceProfile, get_profile
 from .timing import DriftGuard, MeasureSettings
 
@@ -179,7 +185,8 @@ def _provenance(table: Table, profile: DeviceProfile, space: str, kind: str,
     host = profile.host_info()
     sessions = prev.get("sessions", [])
     return {**prev, "kind": kind, "profile": profile.as_dict(), "space": space, "host": host,
-            "settings": settings.as_dict(), "runner": runner_info,
+            "settings": settings.as_dict(), "runner": runner_info, "clock": settings.clock,
+            "estimator": settings.estimator, "clock_divergence_threshold": CLOCK_DIVERGENCE,
             "reference_op": REFERENCE_OP.key(), "created": prev.get("created", now_iso()),
             "sessions": sessions, **extra}
 
@@ -193,7 +200,9 @@ def _finish_provenance(table: Table, prov: dict, session: dict) -> None:
     prov["wall_s_total"] = round(sum(s.get("wall_s", 0.0) for s in prov["sessions"]), 1)
     refs = [r["ref_ms"] for r in rows if np.isfinite(r.get("ref_ms", np.nan))]
     if refs:
-        prov["reference_ms"] = {"median": float(np.median(refs)), "min": float(np.min(refs)),
+        prov["reference_ms"] = {"clock": prov.get("clock", LEGACY_CLOCK),
+                                "estimator": prov.get("estimator", LEGACY_ESTIMATOR),
+                                "median": float(np.median(refs)), "min": float(np.min(refs)),
                                 "max": float(np.max(refs)),
                                 "drift_max_over_min": float(np.max(refs) / np.min(refs))}
     write_json_atomic(provenance_path(table.path), prov)
@@ -207,13 +216,16 @@ def reference_baseline(table: Table) -> float | None:
     return float(np.median(refs)) if refs else None
 
 
-def profile_reference_baseline(directory: str | os.PathLike) -> float | None:
+def profile_reference_baseline(directory: str | os.PathLike, clock: str | None = None,
+                               estimator: str | None = None) -> float | None:
     """The host's usual reference-operator time over every table of one profile folder.
 
     Row-weighted median of the per-table reference medians recorded in the
-    provenance files (same reference operator only). A new table's first chunk may
-    fall in a slow episode of the host; judging drift against this pooled figure
-    keeps such a chunk from becoming the table's yardstick. None: no table yet.
+    provenance files (same reference operator only; with ``clock``/``estimator``
+    only tables timed so, a provenance without them counting as wall/median). A
+    new table's first chunk may fall in a slow episode of the host; judging drift
+    against this pooled figure keeps such a chunk from becoming the table's
+    yardstick. None: no table yet.
     """
     meds, weights = [], []
     for prov in sorted(Path(directory).glob("*.provenance.json")):
@@ -222,6 +234,10 @@ def profile_reference_baseline(directory: str | os.PathLike) -> float | None:
             med = float(p["reference_ms"]["median"])
             rows = int(p.get("rows") or 0)
         except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if clock is not None and p.get("clock", LEGACY_CLOCK) != clock:
+            continue
+        if estimator is not None and p.get("estimator", LEGACY_ESTIMATOR) != estimator:
             continue
         if p.get("reference_op") == REFERENCE_OP.key() and med > 0 and rows > 0:
             meds.append(med)
@@ -246,6 +262,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
 
     t0 = time.perf_counter()
     done = table.done_keys()
+    if not convert_only:
+        table.check_timing(settings.clock, settings.estimator)
     todo = [it for it in items if it[0] not in done]
     total = len(items)
     cache = ExportCache(cache_dir)
@@ -269,7 +287,9 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
         n_proc = len(free)
     prov = _provenance(table, profile, space, kind, settings, runner.describe(), extra_prov or {})
     session = {"started": now_iso(), "measured": 0,
-               "skipped_existing": total - len(todo) - not_converted}
+               "skipped_existing": total - len(todo) - not_converted, "clock": settings.clock,
+               "estimator": settings.estimator, "clock_divergence_threshold": CLOCK_DIVERGENCE,
+               "reference_chunks": []}
     if cached_only:
         session["skipped_not_converted"] = not_converted
     bar = _progress_bar(progress, total, total - len(todo), kind[:-1] if kind.endswith("s") else kind,
@@ -281,7 +301,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     session["timing_cpu"] = runner.pinned_core
     measured = 0
     interrupted = False
-    baseline = profile_reference_baseline(table.path.parent) or reference_baseline(table)
+    baseline = (profile_reference_baseline(table.path.parent, settings.clock, settings.estimator)
+                or reference_baseline(table))
     guard = DriftGuard(settings, baseline)
     session["drift_baseline_ms"] = baseline
     try:
@@ -301,11 +322,18 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                 fns[key] = runner.timer(runner.load(mod, shape, name=key[:60]))
             report = guard.measure_chunk(fns, ("__reference__", ref_fn), settings.seed + c0)
             ref_ms = float(np.median(report.reference_ms)) if report.reference_ms else float("nan")
+            session["reference_chunks"].append(  # the reference on both clocks, per chunk
+                {"first_row": c0, "ms": ref_ms,
+                 "wall_ms": [round(v, 6) for v in report.reference_wall_ms],
+                 "cpu_ms": [round(v, 6) for v in report.reference_cpu_ms]})
             stamp = now_iso()
             rows = []
             for key, _, _, ident in part:
                 r = report.results[key]
-                rows.append({**ident, "median_ms": r.median_ms, "mean_ms": r.mean_ms,
+                rows.append({**ident, "median_ms": r.median_ms, "wall_ms": r.wall_ms,
+                             "cpu_ms": r.cpu_ms, "clock": r.clock, "estimator": r.estimator,
+                             "clock_diverged": clock_diverged(r.wall_ms, r.cpu_ms),
+                             "mean_ms": r.mean_ms,
                              "std_ms": r.std_ms, "p10_ms": r.p10_ms, "p90_ms": r.p90_ms,
                              "iqr_ms": r.iqr_ms, "cv": r.cv, "rel_spread": r.rel_spread,
                              "n_runs": r.n_runs, "n_rounds": r.n_rounds,
@@ -371,10 +399,19 @@ def _convert_only(todo: list, total: int, profile: DeviceProfile, cache, progres
                       pre.convert_s, 0.0, interrupted, convert_only=True)
 
 
-def _settings_for(profile: DeviceProfile, settings: MeasureSettings | None) -> MeasureSettings:
-    if settings is not None:
-        return settings
-    return MeasureSettings(warmup=profile.warmup, runs=profile.runs, rounds=profile.rounds)
+def resolve_clock(profile: DeviceProfile,
+                  settings: MeasureSettings | None) -> tuple[DeviceProfile, MeasureSettings]:
+    """The profile and settings of a job, agreeing on the latency clock.
+
+    Settings default to the profile's warm-up/runs/rounds; ``settings.clock`` None
+    takes the profile's clock, an explicit one replaces it in the profile (validated
+    there: ``cpu`` only for local 1-thread CPU runtimes).
+    """
+    if settings is None:
+        settings = MeasureSettings(warmup=profile.warmup, runs=profile.runs, rounds=profile.rounds)
+    if settings.clock is not None and settings.clock != profile.clock:
+        profile = dataclasses.replace(profile, clock=settings.clock)
+    return profile, dataclasses.replace(settings, clock=profile.clock)
 
 
 def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.PathLike | None = None,
@@ -404,7 +441,8 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
         ops = ops[:limit]
     table = Table.ops(tables_dir(out_dir) / prof.name / f"{space}_ops.csv")
     items = [(lc.key(), "op", lc, op_row_key(lc)) for lc in ops]
-    return _run_chunks(table=table, items=items, profile=prof, settings=_settings_for(prof, settings),
+    prof, settings = resolve_clock(prof, settings)
+    return _run_chunks(table=table, items=items, profile=prof, settings=settings,
                        chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
                        progress=progress, kind="ops", space=space, convert_only=convert_only,
                        cached_only=cached_only)
@@ -438,7 +476,8 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
                                        "params": c.params, "madds": c.madds}))
     name = table_name or f"{space}_models.csv"
     table = Table.models(tables_dir(out_dir) / prof.name / name)
-    return _run_chunks(table=table, items=items, profile=prof, settings=_settings_for(prof, settings),
+    prof, settings = resolve_clock(prof, settings)
+    return _run_chunks(table=table, items=items, profile=prof, settings=settings,
                        chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
                        progress=progress, kind="models", space=space,
                        convert_all_cores=convert_all_cores and len(items) <= chunk,

@@ -37,6 +37,10 @@ DEFAULT_PROFILE = "cpu-litert"
 ADB_SERIAL_ENV_VARS: tuple[str, ...] = ("MNAS_ADB_SERIAL", "ANDROID_SERIAL")
 
 _RUNTIMES = ("litert", "onnxruntime", "torch", "torch-cuda", "adb-benchmark_model")
+#: latency clocks: the calling thread's CPU time, or wall time
+_CLOCKS = ("cpu", "wall")
+#: runtimes that compute on the calling thread of this host (so its CPU time is latency)
+_CPU_CLOCK_RUNTIMES = ("litert", "onnxruntime", "torch")
 
 
 def package_version(dist: str) -> str | None:
@@ -100,6 +104,10 @@ class DeviceProfile:
         warmup, runs, rounds: defaults for the measurement (see MeasureSettings).
         timing: how one run is timed: ``perf_counter_ns``, ``cuda_events`` or
             ``benchmark_model``.
+        clock: which recorded clock is the latency: ``cpu`` (the calling thread's
+            ``thread_time_ns``; barely moves when other processes share the core,
+            where wall time doubles) or ``wall``. ``cpu`` needs a local CPU
+            runtime (litert, onnxruntime, torch) with 1 thread.
         exporter: model format the runtime loads: ``tflite``, ``onnx`` or ``none``.
         cuda_graphs: cuda-torch only: replay a captured CUDA graph.
         description: one line for ``mnas devices``.
@@ -116,6 +124,7 @@ class DeviceProfile:
     runs: int = 30
     rounds: int = 5
     timing: str = "perf_counter_ns"
+    clock: str = "wall"
     exporter: str = "none"
     cuda_graphs: bool = False
     description: str = ""
@@ -136,6 +145,16 @@ class DeviceProfile:
             raise ValueError(f"profile {self.name!r}: precision must be float32 or float16, got {self.precision!r}")
         if self.precision == "float16" and self.runtime != "torch-cuda":
             raise ValueError(f"profile {self.name!r}: float16 is only supported by torch-cuda")
+        if self.clock not in _CLOCKS:
+            raise ValueError(f"profile {self.name!r}: clock must be one of {_CLOCKS}, got {self.clock!r}")
+        if self.clock == "cpu" and self.runtime not in _CPU_CLOCK_RUNTIMES:
+            raise ValueError(f"profile {self.name!r}: clock 'cpu' needs a runtime computing on this "
+                             f"host's calling thread ({', '.join(_CPU_CLOCK_RUNTIMES)}); runtime "
+                             f"{self.runtime!r} needs clock 'wall'")
+        if self.clock == "cpu" and self.threads != 1:
+            raise ValueError(f"profile {self.name!r}: clock 'cpu' reads the calling thread's CPU "
+                             f"time and misses the work of other threads; with threads="
+                             f"{self.threads} use clock 'wall'")
 
     # ------------------------------------------------------------------ info
     def as_dict(self) -> dict[str, Any]:
@@ -166,7 +185,10 @@ class DeviceProfile:
         return v.get(key)
 
     def host_info(self, adb_device: dict[str, str] | None = None) -> dict[str, Any]:
-        """Provenance of the machine measuring: CPU, cores, versions, date, settings."""
+        """Provenance of the machine measuring: CPU, cores, versions, date, settings, and
+        ``host`` (:func:`surrogate.measure.host.host_identity`: what kind of host this is)."""
+        from .host import host_identity
+
         try:
             allowed = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
@@ -183,6 +205,7 @@ class DeviceProfile:
             "runtime_versions": self.runtime_versions(),
             "cpu_governor": _read_first("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
             "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "host": host_identity(),
         }
         if self.runtime == "torch-cuda":
             info["gpu"] = _cuda_device_name()
@@ -312,6 +335,7 @@ PROFILES: dict[str, DeviceProfile] = {
         DeviceProfile(
             name="cpu-litert",
             runtime="litert",
+            clock="cpu",
             layout="NHWC",
             exporter="tflite",
             description=(
@@ -322,6 +346,7 @@ PROFILES: dict[str, DeviceProfile] = {
         DeviceProfile(
             name="cpu-onnxruntime",
             runtime="onnxruntime",
+            clock="cpu",
             exporter="onnx",
             description=(
                 "ONNX Runtime CPU EP, 1 intra-op + 1 inter-op thread, sequential, "
@@ -331,6 +356,7 @@ PROFILES: dict[str, DeviceProfile] = {
         DeviceProfile(
             name="cpu-torch",
             runtime="torch",
+            clock="cpu",
             description=(
                 "PyTorch eager, torch.set_num_threads(1), eval + inference_mode, float32, "
                 "batch 1, pinned, glibc malloc tuned via mallopt"
@@ -343,6 +369,7 @@ PROFILES: dict[str, DeviceProfile] = {
             warmup=50,
             runs=100,
             timing="cuda_events",
+            clock="wall",
             description=(
                 "PyTorch eager on the first CUDA device, batch 1 (configurable), CUDA events "
                 "after warm-up, optional CUDA graphs"
@@ -356,6 +383,7 @@ PROFILES: dict[str, DeviceProfile] = {
             warmup=20,
             runs=50,
             timing="benchmark_model",
+            clock="wall",
             exporter="tflite",
             description=(
                 "TFLite benchmark_model on an adb-attached phone under taskset, 1 thread, "

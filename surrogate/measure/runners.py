@@ -1,38 +1,35 @@
 """One runner per runtime, all with the same interface.
 
     runner = make_runner(get_profile("cpu-litert"))
-    h = runner.load(module, (1, 40, 28, 28))      # NCHW shape; exports via the cache
-    times_ms = runner.time(h, warmup=10, runs=30)  # np.ndarray of per-run latencies
-    y = runner.run(h, x_nchw)                      # output in torch layout (checks)
+    h = runner.load(module, (1, 40, 28, 28))        # NCHW shape; exports via the cache
+    times_ms = runner.time(h, warmup=10, runs=30)    # per-run latencies, the profile's clock
+    both = runner.time_clocks(h, warmup=10, runs=30) # RunTimes: wall_ms and cpu_ms per run
+    y = runner.run(h, x_nchw)                        # output in torch layout (checks)
 
-Pinning: single-threaded runtimes execute on the calling thread, and the CPU
-profiles pin every thread of the process to one core (the last allowed one by
-default) the first time ``time`` is called, so a converter or other work can
-use the remaining cores.
+Two clocks per run: ``time.perf_counter_ns`` (wall) and ``time.thread_time_ns``
+(CPU time of the calling thread). With one thread, XNNPACK, ONNX Runtime's
+sequential executor and eager torch compute on the calling thread, so CPU time
+is the latency on a quiet core and barely moves when other processes share the
+core (wall time doubles); the profile's ``clock`` says which one is latency.
+CUDA and adb runners have no meaningful thread CPU time (NaN).
 
-glibc malloc (cpu-torch): eager torch allocates and frees activation buffers
-every run; glibc returns big blocks to the OS with mmap/munmap, whose page
-faults add noise. ``tune_glibc_malloc`` raises the mmap and trim thresholds
-with ``mallopt`` at run time (the same effect as starting the process with
-``MALLOC_MMAP_THRESHOLD_=... MALLOC_TRIM_THRESHOLD_=... MALLOC_TOP_PAD_=...``,
-which glibc only reads at start-up).
+Pinning and the glibc allocator tuning live in :mod:`.pinning` (re-exported).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from .export import ExportCache, export_for_profile, normalize_shape
+from .pinning import allowed_cpus, pin_process, pinned, resolve_core, tune_glibc_malloc
 from .profiles import DeviceProfile, get_profile, litert_interpreter_module
+from .timing import RunTimes, as_run_times
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -51,95 +48,6 @@ __all__ = [
     "resolve_core",
     "tune_glibc_malloc",
 ]
-
-# ----------------------------------------------------------------- pinning
-
-
-def allowed_cpus() -> list[int]:
-    """CPUs this process may run on, sorted."""
-    return sorted(os.sched_getaffinity(0))
-
-
-def resolve_core(core: int) -> int:
-    """Map -1 (last allowed CPU) or a CPU id to a CPU id this process may use."""
-    cpus = allowed_cpus()
-    if core == -1:
-        return cpus[-1]
-    if core not in cpus:
-        raise ValueError(f"cannot pin to core {core}: allowed cores are {cpus}")
-    return core
-
-
-def pin_process(cpus: int | Sequence[int]) -> set[int]:
-    """Pin every thread of this process to ``cpus``; returns the previous mask.
-
-    ``os.sched_setaffinity(0, ...)`` changes only the calling thread on Linux,
-    so each task in /proc/self/task is set too (runtime thread pools included).
-    Child processes started afterwards inherit the mask: give conversion
-    workers their own cores explicitly (``Runner.free_cpus``).
-    """
-    mask = {cpus} if isinstance(cpus, int) else set(cpus)
-    previous = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, mask)
-    try:
-        tids = [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        tids = []
-    for tid in tids:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(tid, mask)
-    return previous
-
-
-@contextlib.contextmanager
-def pinned(core: int = -1) -> Iterator[int]:
-    """Context manager: pin the process to one core, restore the mask after."""
-    c = resolve_core(core)
-    previous = pin_process(c)
-    try:
-        yield c
-    finally:
-        pin_process(previous)
-
-
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-
-
-def tune_glibc_malloc(
-    mmap_threshold: int = 1 << 30, trim_threshold: int = 1 << 30, top_pad: int = 64 << 20
-) -> dict[str, int] | None:
-    """Keep freed blocks in the heap (glibc ``mallopt``); None when not glibc.
-
-    Equivalent env vars (read only at process start): MALLOC_MMAP_THRESHOLD_,
-    MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_. glibc caps the mmap threshold at
-    32 MiB on 64-bit (HEAP_MAX/2); larger values are clamped by mallopt failing,
-    so we retry with the cap.
-    """
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    applied: dict[str, int] = {}
-    for param, key, value in (
-        (_M_MMAP_THRESHOLD, "mmap_threshold", mmap_threshold),
-        (_M_TRIM_THRESHOLD, "trim_threshold", trim_threshold),
-        (_M_TOP_PAD, "top_pad", top_pad),
-    ):
-        v = int(value)
-        ok = mallopt(param, v)
-        if not ok and param == _M_MMAP_THRESHOLD:
-            v = 32 << 20
-            ok = mallopt(param, v)
-        if ok:
-            applied[key] = v
-    return applied
-
 
 # ------------------------------------------------------------------ handles
 
@@ -186,17 +94,22 @@ class Runner:
         return self._load(module, shape, name or type(module).__name__)
 
     def time(self, handle: LoadedModel, warmup: int | None = None, runs: int | None = None) -> np.ndarray:
-        """Per-run latencies in ms after ``warmup`` untimed runs."""
+        """Per-run latencies in ms under the profile's clock, after ``warmup`` untimed runs."""
+        return self.time_clocks(handle, warmup, runs).clock(self.profile.clock)
+
+    def time_clocks(self, handle: LoadedModel, warmup: int | None = None,
+                    runs: int | None = None) -> RunTimes:
+        """Wall and thread-CPU ms of each run after ``warmup`` untimed runs (profile defaults)."""
         warmup = self.profile.warmup if warmup is None else int(warmup)
         runs = self.profile.runs if runs is None else int(runs)
         if warmup < 0 or runs < 1:
             raise ValueError(f"need warmup >= 0 and runs >= 1, got warmup={warmup}, runs={runs}")
         self.ensure_pinned()
-        return self._time(handle, warmup, runs)
+        return as_run_times(self._time(handle, warmup, runs))
 
-    def timer(self, handle: LoadedModel) -> Callable[[int, int], np.ndarray]:
-        """``(warmup, runs) -> times_ms`` closure, the item type of ``timing.measure``."""
-        return lambda warmup, runs: self.time(handle, warmup, runs)
+    def timer(self, handle: LoadedModel) -> Callable[[int, int], RunTimes]:
+        """``(warmup, runs) -> RunTimes`` closure, the item type of ``timing.measure``."""
+        return lambda warmup, runs: self.time_clocks(handle, warmup, runs)
 
     def run(self, handle: LoadedModel, x: np.ndarray) -> np.ndarray:
         """Output for NCHW input ``x``, in torch's layout (for correctness checks)."""
@@ -240,23 +153,34 @@ class Runner:
     def _load(self, module: "torch.nn.Module", shape: tuple[int, ...], name: str) -> LoadedModel:
         raise NotImplementedError
 
-    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> np.ndarray:
+    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> RunTimes:
         raise NotImplementedError
 
     def _run(self, handle: LoadedModel, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
-def _time_callable(fn: Callable[[], Any], warmup: int, runs: int) -> np.ndarray:
+def _time_callable(fn: Callable[[], Any], warmup: int, runs: int) -> RunTimes:
+    """Call ``fn`` ``warmup`` times, then time ``runs`` calls on both clocks.
+
+    The thread-CPU reads bracket the wall reads, so wall excludes the
+    (syscall) cost of ``thread_time_ns`` and CPU time includes only the vDSO
+    ``perf_counter_ns`` reads, tens of ns.
+    """
     for _ in range(warmup):
         fn()
-    out = np.empty(runs, dtype=np.float64)
-    clock = time.perf_counter_ns
+    wall = np.empty(runs, dtype=np.int64)
+    cpu = np.empty(runs, dtype=np.int64)
+    wclock, cclock = time.perf_counter_ns, time.thread_time_ns
     for i in range(runs):
-        t0 = clock()
+        c0 = cclock()
+        t0 = wclock()
         fn()
-        out[i] = clock() - t0
-    return out / 1e6
+        t1 = wclock()
+        c1 = cclock()
+        wall[i] = t1 - t0
+        cpu[i] = c1 - c0
+    return RunTimes(wall / 1e6, cpu / 1e6)
 
 
 # ------------------------------------------------------------------- LiteRT
@@ -306,7 +230,7 @@ class LiteRTRunner(Runner):
         h.info.update(cache_key=res.key, export_cached=res.cached, export_s=res.seconds)
         return h
 
-    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> np.ndarray:
+    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> RunTimes:
         return _time_callable(handle.obj.invoke, warmup, runs)
 
     def _run(self, handle: LoadedModel, x: np.ndarray) -> np.ndarray:
@@ -353,7 +277,7 @@ class OrtRunner(Runner):
         h.info.update(cache_key=res.key, export_cached=res.cached, export_s=res.seconds)
         return h
 
-    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> np.ndarray:
+    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> RunTimes:
         sess, feed = handle.obj, handle.feed
         return _time_callable(lambda: sess.run(None, feed), warmup, runs)
 
@@ -380,7 +304,7 @@ class TorchRunner(Runner):
         x = torch.from_numpy(_random_input(shape, self.seed))
         return LoadedModel(name, shape, shape, module, None, {"num_threads": torch.get_num_threads()}, x)
 
-    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> np.ndarray:
+    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> RunTimes:
         import torch
 
         m, x = handle.obj, handle.feed
@@ -429,7 +353,7 @@ class CudaTorchRunner(Runner):
             info["cuda_graph"] = True
         return LoadedModel(name, shape, shape, (module, graph), None, info, x)
 
-    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> np.ndarray:
+    def _time(self, handle: LoadedModel, warmup: int, runs: int) -> RunTimes:
         import torch
 
         module, graph = handle.obj
@@ -446,7 +370,8 @@ class CudaTorchRunner(Runner):
                 fn()
                 e.record()
             torch.cuda.synchronize()
-        return np.array([s.elapsed_time(e) for s, e in zip(starts, ends)], dtype=np.float64)
+        wall = np.array([s.elapsed_time(e) for s, e in zip(starts, ends)], dtype=np.float64)
+        return RunTimes.wall_only(wall)  # host thread CPU time says nothing about the GPU
 
     def _run(self, handle: LoadedModel, x: np.ndarray) -> np.ndarray:
         import torch

@@ -1,10 +1,12 @@
 """Measurement methodology, independent of model and runtime.
 
-An *item* is a ``(warmup, runs) -> np.ndarray`` of per-run latencies in ms
-(``Runner.timer(handle)`` gives one). ``measure`` runs several rounds
+An *item* is a ``(warmup, runs) -> RunTimes`` (wall and thread-CPU ms per run;
+``Runner.timer(handle)`` gives one); an item returning a bare ``np.ndarray`` is
+taken as wall time only. ``measure`` runs several rounds
 interleaved over all items (round-robin, order shuffled per round with a seeded
-rng); a round is warm-up + R timed runs, summarised by its median. The final
-latency is the median of the round medians, so slow drift of the machine
+rng); a round is warm-up + R timed runs, summarised by the settings' estimator
+(median, p25, p10 or min) on the settings' clock (``cpu`` or ``wall``). The final
+latency is the median of the round estimates, so slow drift of the machine
 (frequency, neighbours on a shared VM) averages out over the list instead of
 biasing the items timed during a bad minute. A reference item is re-timed at the
 start of each round and every ``reference_every`` items to report drift, and
@@ -22,9 +24,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["TimeFn", "MeasureSettings", "ItemResult", "MeasureReport", "OtherLoad", "summarize", "measure"]
+from .clocks import (CLOCKS, DEFAULT_ESTIMATOR, ESTIMATORS, RunTimes, as_run_times, check_estimator,
+                     estimate)
 
-TimeFn = Callable[[int, int], np.ndarray]
+__all__ = ["TimeFn", "RunTimes", "as_run_times", "estimate", "CLOCKS", "ESTIMATORS",
+           "DEFAULT_ESTIMATOR", "MeasureSettings", "ItemResult", "MeasureReport", "OtherLoad",
+           "summarize", "measure", "DriftGuard"]
+
+TimeFn = Callable[[int, int], "RunTimes | np.ndarray"]
 
 
 class OtherLoad:
@@ -92,6 +99,10 @@ class MeasureSettings:
             closest to the baseline is kept); after 3 chunks in a row that no
             retry could bring back, retries pause until a chunk passes
             (a lasting shift is recorded, not fought).
+        estimator: per-round latency from the round's runs, one of
+            :data:`ESTIMATORS` (default :data:`DEFAULT_ESTIMATOR`).
+        clock: ``cpu`` (thread CPU time) or ``wall``; None = the profile's
+            clock in table jobs, ``wall`` in a bare :func:`measure` call.
     """
 
     warmup: int = 10
@@ -104,8 +115,16 @@ class MeasureSettings:
     seed: int = 0
     max_drift: float = 0.05
     drift_retries: int = 2
+    estimator: str = DEFAULT_ESTIMATOR
+    clock: str | None = None
 
     def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"MeasureSettings.estimator must be one of {ESTIMATORS}, "
+                             f"got {self.estimator!r}")
+        if self.clock is not None and self.clock not in CLOCKS:
+            raise ValueError(f"MeasureSettings.clock must be one of {CLOCKS} or None (the "
+                             f"profile's), got {self.clock!r}")
         if self.warmup < 0:
             raise ValueError(f"MeasureSettings.warmup must be >= 0, got {self.warmup}")
         for name in ("runs", "rounds"):
@@ -121,6 +140,11 @@ class MeasureSettings:
             raise ValueError("MeasureSettings.max_drift and drift_retries must be >= 0, got "
                              f"{self.max_drift} and {self.drift_retries}")
 
+    @property
+    def latency_clock(self) -> str:
+        """The clock latency is read from (``wall`` when unset)."""
+        return self.clock or "wall"
+
     def as_dict(self) -> dict[str, Any]:
         """Settings as a JSON-ready dict."""
         return asdict(self)
@@ -130,9 +154,12 @@ class MeasureSettings:
 class ItemResult:
     """Latency statistics of one item (ms; ``cv`` and ``rel_spread`` unitless).
 
-    ``median_ms`` is the median of round medians; mean/std/var/p10/p90/iqr are
-    over all pooled runs; ``mad_ms`` and ``rel_spread`` (IQR/median) are over
-    the round medians, i.e. round-to-round (drift) spread.
+    ``median_ms`` is the latency: the median over rounds of each round's
+    ``estimator`` on ``clock`` (the name predates estimators; ``latency_ms`` is
+    an alias). ``wall_ms`` and ``cpu_ms`` are the same on each clock (NaN when
+    the runner lacks it). mean/std/var/p10/p90/iqr are over all pooled runs of
+    ``clock``; ``mad_ms`` and ``rel_spread`` (IQR/median) are over the round
+    estimates (``round_medians_ms``), i.e. round-to-round (drift) spread.
     """
 
     name: str
@@ -150,6 +177,15 @@ class ItemResult:
     n_rounds: int
     round_medians_ms: list[float] = field(default_factory=list)
     remeasured: bool = False
+    wall_ms: float = math.nan
+    cpu_ms: float = math.nan
+    clock: str = "wall"
+    estimator: str = DEFAULT_ESTIMATOR
+
+    @property
+    def latency_ms(self) -> float:
+        """The latency under ``clock`` and ``estimator`` (same as ``median_ms``)."""
+        return self.median_ms
 
     def as_dict(self) -> dict[str, Any]:
         """Statistics as a JSON-ready dict."""
@@ -163,7 +199,9 @@ class MeasureReport:
     ``other_cpu_cores``: mean number of cores other processes used meanwhile
     (None off Linux), over the whole call and per round (extra rounds
     included); on a 2-core VM anything above ~0.05 means a neighbour was
-    competing and the figures deserve a second run.
+    competing and the figures deserve a second run. ``reference_ms`` is each
+    reference timing under the settings' clock and estimator (what drift is
+    judged on); ``reference_wall_ms`` / ``reference_cpu_ms`` the same per clock.
     """
 
     results: dict[str, ItemResult]
@@ -175,6 +213,8 @@ class MeasureReport:
     wall_s: float = 0.0
     other_cpu_cores: float | None = None
     round_other_cpu_cores: list[float | None] = field(default_factory=list)
+    reference_wall_ms: list[float] = field(default_factory=list)
+    reference_cpu_ms: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Results, settings and drift reference as a JSON-ready dict."""
@@ -183,6 +223,8 @@ class MeasureReport:
             "settings": self.settings.as_dict(),
             "reference": self.reference,
             "reference_ms": list(self.reference_ms),
+            "reference_wall_ms": list(self.reference_wall_ms),
+            "reference_cpu_ms": list(self.reference_cpu_ms),
             "drift_ratio": self.drift_ratio,
             "drift_last_first": self.drift_last_first,
             "wall_s": self.wall_s,
@@ -191,16 +233,33 @@ class MeasureReport:
         }
 
 
-def summarize(name: str, round_times: Sequence[np.ndarray], remeasured: bool = False) -> ItemResult:
-    """Statistics from a list of per-round arrays of run times (ms)."""
-    rounds = [np.asarray(r, dtype=np.float64).ravel() for r in round_times if len(r)]
+def _round_latency(rounds: list[RunTimes], clock: str, estimator: str) -> np.ndarray:
+    return np.array([estimate(r.clock(clock), estimator) for r in rounds])
+
+
+def summarize(name: str, round_times: Sequence["RunTimes | np.ndarray"], remeasured: bool = False,
+              *, clock: str = "wall", estimator: str = DEFAULT_ESTIMATOR) -> ItemResult:
+    """Statistics from per-round run times (RunTimes, or arrays of wall ms).
+
+    Each round is reduced by ``estimator`` on each clock; latency is the median
+    of those round estimates on ``clock``.
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f"summarize: clock must be one of {CLOCKS}, got {clock!r}")
+    check_estimator(estimator)
+    rounds = [rt for rt in (as_run_times(r) for r in round_times) if len(rt)]
     if not rounds:
         raise ValueError(f"item {name!r}: no timed runs to summarise")
-    meds = np.array([float(np.median(r)) for r in rounds])
-    pooled = np.concatenate(rounds)
+    pooled = np.concatenate([r.clock(clock) for r in rounds])
     if not np.all(np.isfinite(pooled)):
+        if clock == "cpu" and not all(r.has_cpu for r in rounds):
+            raise ValueError(f"item {name!r}: no thread CPU time (a wall-only runner such as "
+                             f"CUDA or adb); use clock 'wall'")
         raise ValueError(f"item {name!r}: non-finite run time")
+    meds = _round_latency(rounds, clock, estimator)
     median = float(np.median(meds))
+    walls = _round_latency(rounds, "wall", estimator)
+    cpus = _round_latency(rounds, "cpu", estimator)
     mean = float(pooled.mean())
     std = float(pooled.std(ddof=1)) if pooled.size > 1 else 0.0
     q10, q25, q75, q90 = np.percentile(pooled, [10, 25, 75, 90])
@@ -222,6 +281,10 @@ def summarize(name: str, round_times: Sequence[np.ndarray], remeasured: bool = F
         n_rounds=len(rounds),
         round_medians_ms=[float(m) for m in meds],
         remeasured=remeasured,
+        wall_ms=float(np.median(walls)),
+        cpu_ms=float(np.median(cpus)) if np.all(np.isfinite(cpus)) else math.nan,
+        clock=clock,
+        estimator=estimator,
     )
 
 
@@ -233,7 +296,7 @@ def _as_pairs(items: Mapping[str, TimeFn] | Sequence[tuple[str, TimeFn]]) -> lis
         raise ValueError(f"item names must be unique; repeated: {dup[:5]}")
     for n, f in pairs:
         if not callable(f):
-            raise ValueError(f"item {n!r} is not callable (expected (warmup, runs) -> times_ms)")
+            raise ValueError(f"item {n!r} is not callable (expected (warmup, runs) -> RunTimes)")
     return pairs
 
 
@@ -252,6 +315,7 @@ def measure(
     each timed round of an item (total grows when items are re-measured).
     """
     s = settings or MeasureSettings()
+    clock, est = s.latency_clock, s.estimator
     pairs = _as_pairs(items)
     fns = dict(pairs)
     rng = rng if rng is not None else np.random.default_rng(s.seed)
@@ -264,16 +328,21 @@ def measure(
     elif reference is not None:
         ref_name, ref_fn = reference
     ref_ms: list[float] = []
+    ref_wall: list[float] = []
+    ref_cpu: list[float] = []
 
     def time_ref() -> None:
         if ref_fn is not None:
-            ref_ms.append(float(np.median(ref_fn(s.warmup, s.runs))))
+            rt = as_run_times(ref_fn(s.warmup, s.runs))
+            ref_wall.append(estimate(rt.wall_ms, est))
+            ref_cpu.append(estimate(rt.cpu_ms, est))
+            ref_ms.append(ref_wall[-1] if clock == "wall" else ref_cpu[-1])
 
     t_start = time.perf_counter()
     other = OtherLoad()
     other.start()
     runs_for: dict[str, int] = {n: s.runs for n in fns}
-    times: dict[str, list[np.ndarray]] = {n: [] for n in fns}
+    times: dict[str, list[RunTimes]] = {n: [] for n in fns}
     total = len(pairs) * s.rounds
     done = 0
 
@@ -288,14 +357,18 @@ def measure(
         for k, name in enumerate(order):
             if s.reference_every and k and k % s.reference_every == 0:
                 time_ref()
-            t = np.asarray(fns[name](s.warmup, runs_for[name]), dtype=np.float64).ravel()
-            if t.size == 0:
+            t = as_run_times(fns[name](s.warmup, runs_for[name]))
+            if len(t) == 0:
                 raise ValueError(f"item {name!r} returned no run times")
+            if clock == "cpu" and not t.has_cpu:
+                raise ValueError(f"item {name!r} has no thread CPU time (a wall-only runner such "
+                                 f"as CUDA or adb, or an item returning a bare array); use clock "
+                                 f"'wall'")
             times[name].append(t)
             if s.min_round_ms > 0 and len(times[name]) == 1:
-                est = float(np.median(t))
-                if est > 0:
-                    runs_for[name] = max(s.runs, int(math.ceil(s.min_round_ms / est)))
+                per_run = float(np.median(t.wall_ms))  # a round's length is wall time
+                if per_run > 0:
+                    runs_for[name] = max(s.runs, int(math.ceil(s.min_round_ms / per_run)))
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -306,7 +379,8 @@ def measure(
         one_round(names)
     remeasured: set[str] = set()
     for _ in range(s.max_extra_rounds):
-        wide = [n for n in names if summarize(n, times[n]).rel_spread > s.max_rel_spread]
+        wide = [n for n in names
+                if summarize(n, times[n], clock=clock, estimator=est).rel_spread > s.max_rel_spread]
         if not wide:
             break
         remeasured.update(wide)
@@ -314,7 +388,7 @@ def measure(
         one_round(wide)
     time_ref()
 
-    results = {n: summarize(n, times[n], n in remeasured) for n in names}
+    results = {n: summarize(n, times[n], n in remeasured, clock=clock, estimator=est) for n in names}
     drift = max(ref_ms) / min(ref_ms) if ref_ms and min(ref_ms) > 0 else 1.0
     last_first = ref_ms[-1] / ref_ms[0] if ref_ms and ref_ms[0] > 0 else 1.0
     return MeasureReport(
@@ -327,6 +401,8 @@ def measure(
         wall_s=time.perf_counter() - t_start,
         other_cpu_cores=other.stop(),
         round_other_cpu_cores=round_other,
+        reference_wall_ms=ref_wall,
+        reference_cpu_ms=ref_cpu,
     )
 
 
@@ -335,7 +411,8 @@ class DriftGuard:
     """Re-time chunks whose reference-operator median strays from a baseline.
 
     A table job times its items in chunks, each with the reference operator
-    re-timed inside it. ``baseline_ms`` is the table's reference median before
+    re-timed inside it; drift is judged on the settings' clock and estimator
+    (``MeasureReport.reference_ms``). ``baseline_ms`` is the table's reference median before
     this job (None: the first accepted chunk sets it). ``measure_chunk`` times a
     chunk up to ``1 + settings.drift_retries`` times and keeps the attempt whose
     reference is closest to the baseline; counters end up in the provenance.

@@ -1,0 +1,97 @@
+"""The two clocks of a timed run and the per-round latency estimators.
+
+``RunTimes`` holds, per run, wall time (``perf_counter_ns``, CUDA events or
+benchmark_model) and the calling thread's CPU time (``thread_time_ns``, NaN
+where not meaningful). ``estimate`` reduces one round's runs to a latency.
+Re-exported by :mod:`.timing`; imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["CLOCKS", "ESTIMATORS", "DEFAULT_ESTIMATOR", "RunTimes", "as_run_times", "estimate",
+           "check_estimator"]
+
+#: the two clocks every CPU run records: thread CPU time and wall time
+CLOCKS: tuple[str, ...] = ("cpu", "wall")
+#: per-round estimators of the latency, from the runs of one round
+ESTIMATORS: tuple[str, ...] = ("median", "p25", "p10", "min")
+#: the estimator used when none is given (bench/clock_estimator.py measures the choice)
+DEFAULT_ESTIMATOR = "median"
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """Per-run times of one timed call, in ms, on both clocks.
+
+    ``wall_ms``: ``perf_counter_ns`` (CUDA events, or benchmark_model's figure);
+    ``cpu_ms``: ``thread_time_ns`` of the calling thread, NaN where not meaningful
+    (CUDA, adb).
+    """
+
+    wall_ms: np.ndarray
+    cpu_ms: np.ndarray
+
+    def __post_init__(self) -> None:
+        wall = np.asarray(self.wall_ms, dtype=np.float64).ravel()
+        cpu = np.asarray(self.cpu_ms, dtype=np.float64).ravel()
+        if wall.shape != cpu.shape:
+            raise ValueError(f"RunTimes: wall_ms has {wall.size} runs but cpu_ms has {cpu.size}")
+        object.__setattr__(self, "wall_ms", wall)
+        object.__setattr__(self, "cpu_ms", cpu)
+
+    @classmethod
+    def wall_only(cls, wall_ms: np.ndarray | Sequence[float]) -> "RunTimes":
+        """Wall times with no CPU clock (cpu_ms all NaN)."""
+        wall = np.asarray(wall_ms, dtype=np.float64).ravel()
+        return cls(wall, np.full(wall.shape, np.nan))
+
+    def __len__(self) -> int:
+        return int(self.wall_ms.size)
+
+    @property
+    def has_cpu(self) -> bool:
+        """Whether every run has a finite CPU time."""
+        return bool(self.cpu_ms.size) and bool(np.all(np.isfinite(self.cpu_ms)))
+
+    def clock(self, name: str) -> np.ndarray:
+        """The per-run ms of clock ``name`` (``cpu`` or ``wall``)."""
+        if name == "wall":
+            return self.wall_ms
+        if name == "cpu":
+            return self.cpu_ms
+        raise ValueError(f"clock must be one of {CLOCKS}, got {name!r}")
+
+
+def as_run_times(value: "RunTimes | np.ndarray | Sequence[float]") -> RunTimes:
+    """``value`` as RunTimes; a bare array (old-style item) is wall time only."""
+    return value if isinstance(value, RunTimes) else RunTimes.wall_only(value)
+
+
+def check_estimator(estimator: str) -> None:
+    """Raise ValueError unless ``estimator`` is one of :data:`ESTIMATORS`."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+
+
+def estimate(times_ms: np.ndarray | Sequence[float], estimator: str = DEFAULT_ESTIMATOR) -> float:
+    """One round's latency from its runs: median, 25th or 10th percentile, or minimum.
+
+    NaN when any run is NaN (a clock the runner does not have).
+    """
+    check_estimator(estimator)
+    x = np.asarray(times_ms, dtype=np.float64).ravel()
+    if x.size == 0:
+        raise ValueError("estimate needs at least one run time, got none")
+    if np.isnan(x).any():
+        return math.nan
+    if estimator == "median":
+        return float(np.median(x))
+    if estimator == "min":
+        return float(np.min(x))
+    return float(np.percentile(x, 25 if estimator == "p25" else 10))
