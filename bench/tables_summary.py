@@ -21,8 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import base_parser, md_table, write_results  # noqa: E402
 
-PLANNED_MODELS = {"anb_models.csv": 300, "mnasnet_models.csv": 300, "nasbench-macro_models.csv": 3969,
-                  "anb_models_repeat.csv": 100, "mnasnet_models_repeat.csv": 100}
+PLANNED_MODELS = {"anb_models.csv": 1000, "mnasnet_models.csv": 2000, "fbnet_models.csv": 1000,
+                  "nasbench-macro_models.csv": 3969, "reference_models.csv": 45,
+                  **{f"{s}_models_repeat.csv": 200 for s in ("anb", "mnasnet", "fbnet")},
+                  **{f"{s}_models_busy.csv": 200 for s in ("anb", "mnasnet")}}
 
 
 def summarise(root: Path) -> list[dict]:
@@ -53,7 +55,17 @@ def summarise(root: Path) -> list[dict]:
         wall += sum(c.get("wall_s", 0.0) for c in conv_only)
         conv += sum(c.get("convert_s", 0.0) for c in conv_only)
         spread = [r["rel_spread"] for r in rows if np.isfinite(r.get("rel_spread", np.nan))]
+        both = [(r["cpu_ms"], r["wall_ms"]) for r in rows
+                if np.isfinite(r.get("cpu_ms", np.nan)) and np.isfinite(r.get("wall_ms", np.nan)) and r["wall_ms"] > 0]
+        ratio = np.array([c / w for c, w in both]) if both else np.array([])
+        timing_kind = (rows[0].get("clock"), rows[0].get("estimator")) if rows else (None, None)
         out.append({
+            "clock": timing_kind[0], "estimator": timing_kind[1],
+            "cpu_over_wall_median": float(np.median(ratio)) if ratio.size else None,
+            "cpu_over_wall_p05_p95": [float(np.percentile(ratio, 5)), float(np.percentile(ratio, 95))]
+            if ratio.size else None,
+            "clock_diverged_rows": int(sum(int(r.get("clock_diverged") or 0) for r in rows)),
+            "host_id": ((prov.get("host") or {}).get("host") or {}).get("host_id"),
             "profile": profile, "table": name, "kind": kind, "rows": len(rows), "planned": planned,
             "complete": planned is not None and len(rows) >= planned,
             "wall_s": round(wall, 1), "convert_s": round(conv, 1),
@@ -88,20 +100,23 @@ def main(argv=None) -> int:
              f"{r['timing_s'] / 60:.1f}", r["timed_per_minute"] if r["timed_per_minute"] is not None else "-",
              r["remeasured_rows"], r["drift_retimed_chunks"],
              f"{r['min_ms']:.2f}-{r['max_ms']:.2f}" if r["min_ms"] is not None else "-",
+             f"{r['clock']}/{r['estimator']}",
+             (f"{r['cpu_over_wall_median']:.3f} [{r['cpu_over_wall_p05_p95'][0]:.3f}, "
+              f"{r['cpu_over_wall_p05_p95'][1]:.3f}]") if r["cpu_over_wall_median"] else "-",
+             r["clock_diverged_rows"],
              f"{(r['ref_drift'] - 1):.1%}" if r["ref_drift"] else "-",
              f"{r['median_rel_spread']:.1%}" if r["median_rel_spread"] is not None else "-"]
             for r in res]
     md = ("# Shipped latency tables\n\n"
-          "Wall time and throughput include conversion (litert-torch / torch.onnx, in a worker on "
-          "the other core); drift is max/min - 1 of the reference operator's per-chunk medians; "
-          "spread is the IQR of each row's round medians over its median. Conversion done ahead by "
-          "`--convert-only` (on all cores) is included where the provenance recorded it (runs since "
-          "session 3); before that it was not: e.g. the 300 anb networks took 5,195 s of conversion "
-          "(44 min on 2 cores) before their 28 min of timing. *Timing min* and *timed rows/min* count "
-          "the timing sessions alone.\n\n"
+          "Wall time and throughput include conversion (the cpu-litert tables: the direct LiteRT writer, "
+          "in the timing process; the cpu-onnxruntime ones, measured in session 3: torch.onnx in a "
+          "worker on the other core); drift is max/min - 1 of the reference operator's per-chunk "
+          "medians; spread is the IQR of each row's round latencies over its latency. *Timing min* and "
+          "*timed rows/min* count the timing sessions alone.\n\n"
           + md_table(["profile", "table", "rows", "complete", "wall min", "convert min",
                       "rows/min", "timing min", "timed rows/min", "re-measured rows",
-                      "drift-guard re-timed chunks", "latency ms", "ref drift", "median spread"], rows))
+                      "drift-guard re-timed chunks", "latency ms", "clock/estimator",
+                      "cpu/wall median [p5, p95]", "clock-diverged rows", "ref drift", "median spread"], rows))
     write_results("tables_summary", {"tables": res}, md, args.out)
     return 0
 

@@ -69,6 +69,11 @@ def _add_sweep_args(p, controller: bool) -> None:
                    help="time the K front networks nearest the target on the device (0: off)")
     p.add_argument("--data", default=None, help="benchmark data folder (for --accuracy macro)")
     p.add_argument("--predictor", default=None, help="a saved latency predictor folder")
+    p.add_argument("--latency-source", default="auto", choices=("auto", "shipped", "host"),
+                   help="without --predictor: auto (default) uses the shipped predictor when its tables "
+                        "came from this host kind and the reference operator runs within 10%% of theirs, "
+                        "else this host's own (mnas measure host), measured first when missing (about a "
+                        "minute for anb); shipped / host force one")
     p.add_argument("--latency", default="predicted", choices=("predicted", "measured"),
                    help="predicted: the (shipped or --predictor) predictor; measured: look each "
                         "network up in the profile's end-to-end table (every one must be timed, "
@@ -99,6 +104,7 @@ def _cmd_sweep(args) -> int:
     elif grad:
         raise ValueError(f"--{next(iter(grad)).replace('_', '-')} applies to --controller gradient only")
     acc = get_accuracy(args.accuracy, data=args.data)
+    host_note = None
     if args.latency == "measured":
         from .latency import MeasuredLatency
 
@@ -108,8 +114,14 @@ def _cmd_sweep(args) -> int:
             raise ValueError("--controller gradient needs --latency predicted: it differentiates "
                              "the predictor")
         lat = MeasuredLatency(args.profile, args.space)
-    else:
+    elif args.predictor:
         lat = PredictedLatency(args.profile, args.space, args.predictor)
+    else:
+        from .latency import host_latency
+
+        log = (lambda *a: None) if args.json else (lambda m: print(m, file=sys.stderr))
+        lat, host_note = host_latency(args.profile, args.space, source=args.latency_source,
+                                      progress=not args.no_progress, log=log)
     ctrl = None
     if controller_name:
         from space.spaces import get_space
@@ -124,6 +136,8 @@ def _cmd_sweep(args) -> int:
                         target_ms=args.latency_target, model_cache=out / "accuracy_mlp.pt")
         ctrl = make_controller(controller_name, get_space(args.space), seed=args.seed, **grad)
     res = run_sweep(cfg, acc, lat, progress=not args.no_progress, controller=ctrl)
+    if host_note is not None:
+        res.latency["host"] = host_note
     if controller_name == "gradient":
         res.accuracy["relaxed_search"] = ctrl.info
     if args.remeasure:
@@ -138,6 +152,10 @@ def _cmd_sweep(args) -> int:
         return 0
     print(f"{res.trials} trials of {cfg.name} ({res.evaluated_here} evaluated here, "
           f"{res.trials_per_s:.0f}/s); latency target T = {res.latency_target_ms:.2f} ms")
+    if host_note is not None:
+        where = "this host's own" if host_note.get("chosen") == "host" else "the shipped"
+        extra = (f" ({host_note['reason']})" if host_note.get("reason") else "")
+        print(f"latency: {where} {args.profile} predictor for {args.space}{extra}")
     dist = (ctrl.info.get("accuracy_model") or {}) if controller_name == "gradient" else {}
     if "kendall_tau" in dist:
         print(f"distilled accuracy MLP: Kendall tau {dist['kendall_tau']:.3f} vs {dist.get('teacher')} "

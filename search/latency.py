@@ -42,6 +42,73 @@ class PredictedLatency:
                 "table_sha256": (meta.get("table") or {}).get("sha256")}
 
 
+LATENCY_SOURCES = ("auto", "shipped", "host")
+#: this host's reference operator may differ this much from the tables' before the
+#: shipped predictor is judged to describe another host
+HOST_REFERENCE_TOLERANCE = 0.10
+#: networks timed to calibrate this host's table sum when the main job measures it
+MAIN_JOB_NETWORKS = 12
+
+
+def host_latency(profile: str, space: str, *, source: str = "auto", networks: int = MAIN_JOB_NETWORKS,
+                 progress: bool = True, log=print) -> tuple[PredictedLatency, dict]:
+    """The latency objective for *this* host, and a note on how it was chosen.
+
+    ``shipped``: the predictor shipped for (profile, space). ``host``: this host's own
+    (``mnas measure host``), measured now if it does not exist. ``auto``: the shipped
+    one when its tables came from this host kind and this host's reference operator
+    runs within :data:`HOST_REFERENCE_TOLERANCE` of theirs; else this host's own,
+    measured now when missing (the operator table and ``networks`` networks: about a
+    minute for anb).
+    """
+    from surrogate.measure.host import host_identity, host_match, predictor_table
+    from surrogate.measure.hostjob import local_predictor, measure_host, reference_ms_here
+    from surrogate.predict.workflow import default_predictor_dir
+
+    if source not in LATENCY_SOURCES:
+        raise ValueError(f"latency source must be one of {', '.join(LATENCY_SOURCES)}, got {source!r}")
+    note: dict = {"source": source}
+    shipped = default_predictor_dir(profile, space)
+    if source == "auto":
+        table = predictor_table(str(shipped), profile, space)
+        if table is None:
+            note["reason"] = "no shipped tables for this profile and space"
+            source = "host"
+        else:
+            here = reference_ms_here(profile)
+            m = host_match(table, reference_ms_here=here, this_host=host_identity())
+            ratio = m.reference_ratio
+            note.update(same_host_kind=m.same, reference_ms_here=here, reference_ms_table=m.reference_ms_table,
+                        differences=m.differences)
+            off = ratio is not None and abs(ratio - 1) > HOST_REFERENCE_TOLERANCE
+            if m.same is True and not off:
+                note["chosen"] = "shipped"
+                return PredictedLatency(profile, space), note
+            why = (f"the shipped tables came from another host ({'; '.join(m.differences[:2])})" if m.same is False
+                   else "the shipped tables' host cannot be told from their provenance" if m.same is None
+                   else f"the reference operator runs {here:.3f} ms here against {m.reference_ms_table:.3f} ms "
+                        f"in the shipped tables ({100 * (ratio - 1):+.0f}%)")
+            note["reason"] = why
+            source = "host"
+    if source == "shipped":
+        note["chosen"] = "shipped"
+        return PredictedLatency(profile, space), note
+    path = local_predictor(profile, space)
+    if path is None:
+        log(f"{note.get('reason', 'asked for this host')}: measuring this host first "
+            f"(the {space} operator table and {networks} networks; later runs reuse them; "
+            f"more networks: mnas measure host --space {space})")
+        res = measure_host(profile, space, networks=networks, progress=progress, log=lambda *a: None)
+        note["measured"] = {"ops": res.ops, "networks": res.networks, "ops_s": res.ops_wall_s,
+                            "networks_s": res.models_wall_s, "loo_mape": res.fit["loo"]["mape"]}
+        path = Path(res.predictor_dir)
+    elif "reason" in note:
+        log(f"{note['reason']}: using this host's own predictor ({path})")
+    note["chosen"] = "host"
+    note["predictor"] = str(path)
+    return PredictedLatency(profile, space, path), note
+
+
 class MeasuredLatency:
     """Latency looked up in a measured end-to-end table (``<space>_models.csv``)."""
 

@@ -355,6 +355,7 @@ def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
     """Time the ``k`` front architectures nearest the target end to end on the profile's
     device and report them beside their predicted latency (``flag`` beyond 10%)."""
     from space.blockstring import parse_arch
+    from surrogate.measure.hostjob import NETWORK_SETTINGS
     from surrogate.measure.jobs import measure_models
     from surrogate.measure.profiles import get_profile
     from surrogate.measure.timing import MeasureSettings
@@ -368,7 +369,7 @@ def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
     out = Path(result.files["summary"]).parent
     summary = measure_models(prof, cfg["space"], [(parse_arch(p["arch"]), "finalist") for p in front],
                              out_dir=out, table_name="finalists_models.csv", progress=progress,
-                             settings=MeasureSettings(warmup=5, runs=20, rounds=3), chunk=k,
+                             settings=MeasureSettings(**NETWORK_SETTINGS), chunk=k,
                              cache_dir=cache_dir, convert_all_cores=True)
     timed = {r["arch"]: r for r in Table.models(Path(summary.table)).read()}
     base = reference_baseline_ms(cfg["profile"], cfg["space"])

@@ -96,6 +96,14 @@ def _settings(args):
                            clock=args.clock, **extra)
 
 
+def _profile(args):
+    """The profile named by --profile, with --converter applied."""
+    from .measure.profiles import get_profile
+
+    conv = getattr(args, "converter", None)
+    return get_profile(args.profile, converter=conv) if conv else get_profile(args.profile)
+
+
 def _print_summary(summary, as_json: bool) -> None:
     d = summary.as_dict()
     if as_json:
@@ -126,7 +134,7 @@ def _cmd_measure_ops(args) -> int:
                 if not lc.is_identity:
                     seen.setdefault(lc.key(), lc)
         configs = [seen[k] for k in sorted(seen)]
-    s = measure_ops(args.profile, args.space, out_dir=args.out, settings=_settings(args),
+    s = measure_ops(_profile(args), args.space, out_dir=args.out, settings=_settings(args),
                     chunk=args.chunk, limit=args.limit, cache_dir=args.cache,
                     progress=not args.no_progress, convert_only=args.convert_only,
                     cached_only=args.cached_only, configs=configs)
@@ -201,12 +209,33 @@ def _cmd_measure_models(args) -> int:
     archs = _archs_for(args)
     space = args.space or "reference"
     name = args.table or (f"{space}_models.csv" if args.space else "reference_models.csv")
-    s = measure_models(args.profile, space, archs, out_dir=args.out, settings=_settings(args),
+    s = measure_models(_profile(args), space, archs, out_dir=args.out, settings=_settings(args),
                        chunk=args.chunk, cache_dir=args.cache, progress=not args.no_progress,
                        table_name=name, convert_only=args.convert_only,
                        cached_only=args.cached_only)
     _print_summary(s, args.json)
     return 130 if s.interrupted else 0
+
+
+def _cmd_measure_host(args) -> int:
+    from .measure.hostjob import measure_host
+
+    res = measure_host(_profile(args), args.space, networks=args.networks, seed=args.seed,
+                       home=args.home, settings=_settings(args), progress=not args.no_progress,
+                       log=(lambda *a: None) if args.json else print)
+    if args.json:
+        print_json(res.as_dict())
+        return 0
+    f = res.fit
+    print(f"{res.ops} operators ({res.ops_wall_s:.0f} s) and {res.networks} networks "
+          f"({res.models_wall_s:.0f} s) measured on host {res.host_id}")
+    print(f"predictor {f['model']}: latency = {f['coef']:.3f} x table sum + {f['intercept_ms']:.2f} ms; "
+          f"leave-one-out MAPE {100 * f['loo']['mape']:.1f}%, {100 * f['loo']['within_10pct']:.0f}% "
+          f"within 10% (uncalibrated sum: MAPE {100 * f['uncalibrated']['mape']:.1f}%)")
+    print(f"tables: {res.tables_dir}\npredictor: {res.predictor_dir}")
+    print(f"use it: mnas sweep --space {res.space} --profile {res.profile} (found automatically on this "
+          f"host), or --predictor {res.predictor_dir}")
+    return 0
 
 
 def _cmd_table_validate(args) -> int:
@@ -343,6 +372,9 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
                         "other processes on the core) or wall (default: the profile's, cpu for "
                         "cpu-litert/cpu-onnxruntime/cpu-torch, wall for cuda-torch/android-adb); "
                         "both are recorded either way. Old tables are wall")
+    p.add_argument("--converter", choices=("direct", "litert-torch"), default=None,
+                   help=".tflite profiles: direct (the project's flatbuffer writer, milliseconds a "
+                        "model; default) or litert-torch (the reference converter, seconds a model)")
     p.add_argument("--no-progress", action="store_true")
     stage = p.add_mutually_exclusive_group()
     stage.add_argument("--convert-only", action="store_true",
@@ -390,6 +422,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--chunk", type=positive_int, default=16)
     s.add_argument("--table", default=None, help="table file name (default <space>_models.csv)")
     s.set_defaults(func=_cmd_measure_models)
+    s = msub.add_parser("host", help="this machine in minutes: a space's operator table, a few dozen "
+                                     "networks and a calibrated predictor, under $MNAS_HOME/hosts/<host_id>")
+    _common_measure(s)
+    s.set_defaults(profile="cpu-litert")
+    for a in s._actions:  # --profile is optional here (cpu-litert)
+        if a.dest == "profile":
+            a.required = False
+            a.help = "device profile (default cpu-litert)"
+    s.add_argument("--space", required=True, choices=space_names())
+    s.add_argument("--networks", type=positive_int, default=40,
+                   help="random networks to time for the calibration (default 40)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random networks (default 0)")
+    s.add_argument("--home", default=None,
+                   help="folder for this host's tables and predictor (default $MNAS_HOME/hosts/<host_id>, "
+                        "$MNAS_HOME defaulting to ~/.local/share/mnas-surrogate)")
+    s.set_defaults(func=_cmd_measure_host)
 
     from .predict.workflow import MODEL_CHOICES
 

@@ -82,8 +82,11 @@ def test_summarize_per_round_estimator_then_median_over_rounds():
     assert w.median_ms == w.wall_ms == pytest.approx(2.2)
     with pytest.raises(ValueError, match="no thread CPU time"):
         timing.summarize("y", [np.array([1.0, 2.0])], clock="cpu")
-    legacy = timing.summarize("y", [np.array([1.0, 2.0, 3.0])])  # old call: wall, median
+    legacy = timing.summarize("y", [np.array([1.0, 2.0, 3.0])], estimator="median")  # bare array: wall
     assert legacy.median_ms == 2.0 and math.isnan(legacy.cpu_ms) and legacy.clock == "wall"
+    default = timing.summarize("y", [np.array([1.0, 2.0, 3.0])])
+    assert default.estimator == timing.DEFAULT_ESTIMATOR and default.median_ms == estimate(
+        np.array([1.0, 2.0, 3.0]), timing.DEFAULT_ESTIMATOR)
 
 
 def test_measure_on_the_cpu_clock_and_drift_judged_on_it():
@@ -116,7 +119,7 @@ def test_settings_and_profile_clock_validation():
         timing.MeasureSettings(estimator="mean")
     with pytest.raises(ValueError, match="MeasureSettings.clock"):
         timing.MeasureSettings(clock="gpu")
-    assert timing.MeasureSettings().estimator == timing.DEFAULT_ESTIMATOR == "median"
+    assert timing.MeasureSettings().estimator == timing.DEFAULT_ESTIMATOR == "min"  # bench/clock_estimator.py
     assert {n: p.clock for n, p in PROFILES.items()} == {
         "cpu-litert": "cpu", "cpu-onnxruntime": "cpu", "cpu-torch": "cpu", "cuda-torch": "wall",
         "android-adb": "wall"}
@@ -291,7 +294,7 @@ def test_job_rows_keep_both_clocks_and_refuse_mixing(tmp_path):
     from surrogate.measure.jobs import profile_reference_baseline, measure_ops
 
     kw = dict(out_dir=tmp_path, chunk=2, cache_dir=tmp_path / "c", progress=False)
-    s = timing.MeasureSettings(warmup=1, runs=5, rounds=2)
+    s = timing.MeasureSettings(warmup=1, runs=5, rounds=2, estimator="median")
     measure_ops("cpu-onnxruntime", "nasbench-macro", limit=2, settings=s, **kw)
     table = tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.csv"
     rows = Table.ops(table).read()

@@ -195,7 +195,7 @@ def test_cli_gradient_search_shares_the_study_and_resumes(tmp_path, capsys, ship
     _, info = distill_accuracy(get_accuracy("anb"), cache=out / "accuracy_mlp.pt", n=1500,
                                heldout=300, epochs=4)
     storage = f"journal:{tmp_path / 'j.log'}"
-    base = ["search", "--controller", "gradient", "--storage", storage, "--study-name", "g",
+    base = ["search", "--controller", "gradient", "--storage", storage, "--study-name", "g", "--latency-source", "shipped",
             "--no-seed-reference", "--remeasure", "0", "--no-progress", "--out", str(out),
             "--batch", "4", "--chains", "4", "--steps", "2", "--lr", "0.2", "--temperature", "3"]
     rc, text, err = _cli(base + ["--trials", "8", "--json"], capsys)

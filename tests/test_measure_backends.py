@@ -497,7 +497,8 @@ def test_measure_remeasures_wide_items_and_reports_drift():
 
 
 def test_summarize_statistics():
-    r = timing.summarize("x", [np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]), np.array([4.0, 4.0, 4.0])])
+    r = timing.summarize("x", [np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]), np.array([4.0, 4.0, 4.0])],
+                         estimator="median")
     assert r.median_ms == 2.0 and r.n_runs == 9 and r.n_rounds == 3
     assert r.mean_ms == pytest.approx(np.mean([1, 2, 3, 2, 2, 2, 4, 4, 4]))
     assert r.p10_ms <= r.median_ms <= r.p90_ms and r.cv > 0

@@ -379,7 +379,7 @@ def export_for_profile(
 # ---------------------------------------------------------------- parallel
 def _worker_init(cpus: list[int] | None) -> None:
     if cpus:
-        from .runners import pin_process
+        from .pinning import pin_process
 
         pin_process(cpus)
     import torch

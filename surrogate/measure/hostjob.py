@@ -25,8 +25,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HOME_ENV_VAR", "HostResult", "host_home", "host_tables_dir", "host_predictor_dir",
-           "measure_host", "local_predictor"]
+__all__ = ["HOME_ENV_VAR", "NETWORK_SETTINGS", "HostResult", "host_home", "host_tables_dir",
+           "host_predictor_dir", "measure_host", "local_predictor", "reference_ms_here"]
+
+#: the protocol of end-to-end network timings (tables, finalists, this host's calibration):
+#: 3 interleaved rounds of 10 runs after 3 warm-ups (networks run for milliseconds)
+NETWORK_SETTINGS = {"warmup": 3, "runs": 10, "rounds": 3}
 
 HOME_ENV_VAR = "MNAS_HOME"
 
@@ -80,7 +84,7 @@ def _loo_affine(s: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def measure_host(profile: str = "cpu-litert", space: str = "anb", *, networks: int = 40, seed: int = 0,
+def measure_host(profile="cpu-litert", space: str = "anb", *, networks: int = 40, seed: int = 0,
                  home: str | os.PathLike | None = None, settings=None, progress: bool = True,
                  log=print) -> HostResult:
     """Measure ``space``'s operator table and ``networks`` random networks here, fit and save a predictor.
@@ -98,7 +102,9 @@ def measure_host(profile: str = "cpu-litert", space: str = "anb", *, networks: i
     from ..tables import Table
     from .host import host_identity
     from .jobs import measure_models, measure_ops
+    from .profiles import get_profile
 
+    prof = get_profile(profile) if isinstance(profile, str) else profile
     if space not in space_names():
         raise ValueError(f"unknown space {space!r}; expected one of {', '.join(space_names())}")
     if isinstance(networks, bool) or not isinstance(networks, int) or networks < 3:
@@ -106,21 +112,26 @@ def measure_host(profile: str = "cpu-litert", space: str = "anb", *, networks: i
     ident = host_identity()
     base = Path(home) if home is not None else host_home(ident["host_id"])
     tables = base / "latency_tables"
-    log(f"measuring {space} on this host ({ident['host_id']}) with {profile}; tables in {tables}")
+    log(f"measuring {space} on this host ({ident['host_id']}) with {prof.name}; tables in {tables}")
     t0 = time.perf_counter()
-    s_ops = measure_ops(profile, space, out_dir=tables, settings=settings, progress=progress)
+    s_ops = measure_ops(prof, space, out_dir=tables, settings=settings, progress=progress)
     t1 = time.perf_counter()
     if s_ops.interrupted:
         raise KeyboardInterrupt
     rng = np.random.default_rng(seed)
     sp = get_space(space)
     archs = [(sp.sample(rng), f"random:seed={seed}") for _ in range(networks)]
-    s_mod = measure_models(profile, space, archs, out_dir=tables, settings=settings, progress=progress)
+    net_settings = settings
+    if net_settings is None:
+        from .timing import MeasureSettings
+
+        net_settings = MeasureSettings(**NETWORK_SETTINGS)
+    s_mod = measure_models(prof, space, archs, out_dir=tables, settings=net_settings, progress=progress)
     t2 = time.perf_counter()
     if s_mod.interrupted:
         raise KeyboardInterrupt
-    op_path = tables / profile / f"{space}_ops.csv"
-    rows = Table.models(tables / profile / f"{space}_models.csv").read()
+    op_path = tables / prof.name / f"{space}_ops.csv"
+    rows = Table.models(tables / prof.name / f"{space}_models.csv").read()
     a = [r["arch"] for r in rows]
     y = np.array([r["median_ms"] for r in rows])
     table = OpTable.from_csv(op_path)
@@ -130,12 +141,14 @@ def measure_host(profile: str = "cpu-litert", space: str = "anb", *, networks: i
     fit = {"model": "table-sum-cal", "networks": len(y), "coef": float(est.coef_),
            "intercept_ms": float(est.intercept_),
            "loo": latency_metrics(y, loo), "uncalibrated": latency_metrics(y, raw)}
-    pdir = base / "predictors" / profile / space
+    pdir = base / "predictors" / prof.name / space
     pdir.parent.mkdir(parents=True, exist_ok=True)
-    save_predictor(est, pdir, profile=profile, extra={"host": ident, "fit": fit})
-    res = HostResult(profile, space, ident["host_id"], str(tables), str(pdir), s_ops.total, len(y),
+    save_predictor(est, pdir, profile=prof.name, extra={"host": ident, "fit": fit})
+    res = HostResult(prof.name, space, ident["host_id"], str(tables), str(pdir), s_ops.total, len(y),
                      round(t1 - t0, 1), round(t2 - t1, 1), fit)
-    (base / f"summary_{profile}_{space}.json").write_text(json.dumps(res.as_dict(), indent=1, default=str))
+    from ..tables import write_json_atomic
+
+    write_json_atomic(base / f"summary_{prof.name}_{space}.json", res.as_dict())
     return res
 
 
@@ -143,3 +156,27 @@ def local_predictor(profile: str, space: str, host_id: str | None = None) -> Pat
     """This host's own predictor folder for (profile, space), or None when not measured yet."""
     p = host_predictor_dir(profile, space, host_id)
     return p if (p / "meta.json").is_file() else None
+
+
+def reference_ms_here(profile="cpu-litert", *, rounds: int = 3, runs: int = 20) -> float:
+    """A quick timing (about a second) of the reference operator on this host, in ms.
+
+    Same clock and estimator as the tables (:data:`~.timing.DEFAULT_ESTIMATOR`), so it
+    compares with a table's reference-operator time: a different or busier host shows.
+    """
+    from space.build import build_op, op_input_shape
+
+    from .clocks import DEFAULT_ESTIMATOR, estimate
+    from .jobs import REFERENCE_OP
+    from .profiles import get_profile
+    from .runners import make_runner
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    runner = make_runner(prof)
+    try:
+        h = runner.load(build_op(REFERENCE_OP), op_input_shape(REFERENCE_OP), name="reference")
+        per_round = [estimate(runner.time_clocks(h, 5, runs).clock(prof.clock), DEFAULT_ESTIMATOR)
+                     for _ in range(rounds)]
+    finally:
+        runner.unpin()
+    return float(np.median(per_round))

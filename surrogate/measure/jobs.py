@@ -84,12 +84,12 @@ def _convert_worker_init(cpus: list[int] | None) -> None:  # runs in the worker
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _convert_one(args) -> tuple[int, float]:  # runs in the worker
-    i, kind, payload, fmt, nhwc, cache_dir = args
+def _convert_one(args) -> tuple[int, float]:  # runs in the worker (or inline)
+    i, kind, payload, fmt, nhwc, cache_dir, converter = args
     from .export import ExportCache
 
     module, shape = _module_for(kind, payload)
-    res = ExportCache(cache_dir).export(module, shape, fmt, nhwc=nhwc)
+    res = ExportCache(cache_dir).export(module, shape, fmt, nhwc=nhwc, converter=converter)
     return i, (0.0 if res.cached else res.seconds)
 
 
@@ -98,7 +98,8 @@ def _is_cached(cache, profile: DeviceProfile, kind: str, payload) -> bool:
     if profile.exporter not in ("tflite", "onnx"):
         return True
     module, shape = _module_for(kind, payload)
-    key = cache.key(module, shape, profile.exporter, nhwc=profile.layout == "NHWC")
+    key = cache.key(module, shape, profile.exporter, nhwc=profile.layout == "NHWC",
+                    converter=profile.converter)
     return cache.path_for(key, profile.exporter).is_file()
 
 
@@ -111,10 +112,14 @@ def _module_for(kind: str, payload):
 
 
 class _Prefetcher:
-    """Converts jobs in order in a pinned worker process; ``wait(i)`` blocks until job i is done."""
+    """Converts jobs in order in a pinned worker process; ``wait(i)`` blocks until job i is done.
+
+    With the direct .tflite writer (milliseconds a model) there is no worker:
+    ``wait(i)`` writes job i in this process, so nothing runs beside the timing.
+    """
 
     def __init__(self, jobs: list[tuple[str, object]], profile: DeviceProfile, cache_dir: Path,
-                 cpus: list[int] | None, processes: int = 1):
+                 cpus: list[int] | None, processes: int = 1, convert_all: bool = False):
         self.done = threading.Event()
         self.finished: set[int] = set()
         self.cond = threading.Condition()
@@ -126,7 +131,12 @@ class _Prefetcher:
         if not self.active:
             return
         nhwc = profile.layout == "NHWC"
-        payload = [(i, k, p, fmt, nhwc, str(cache_dir)) for i, (k, p) in enumerate(jobs)]
+        payload = [(i, k, p, fmt, nhwc, str(cache_dir), profile.converter) for i, (k, p) in enumerate(jobs)]
+        self.inline = fmt == "tflite" and profile.converter == "direct"
+        if self.inline:
+            self.payload = payload
+            self.convert_all = convert_all
+            return
         import multiprocessing as mp
 
         self.pool = mp.get_context("spawn").Pool(max(1, processes), initializer=_convert_worker_init,
@@ -149,6 +159,11 @@ class _Prefetcher:
     def wait(self, i: int) -> None:
         if not self.active:
             return
+        if self.inline:  # the runner's load writes it (cached), in this process
+            if i not in self.finished and self.convert_all:
+                self.convert_s += _convert_one(self.payload[i])[1]
+            self.finished.add(i)
+            return
         with self.cond:
             while i not in self.finished and self.error is None:
                 self.cond.wait(1.0)
@@ -156,7 +171,7 @@ class _Prefetcher:
                 raise RuntimeError(f"conversion failed: {self.error}") from self.error
 
     def close(self) -> None:
-        if self.active:
+        if self.active and not self.inline:
             self.pool.terminate()
             self.pool.join()
 
@@ -289,7 +304,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     session = {"started": now_iso(), "measured": 0,
                "skipped_existing": total - len(todo) - not_converted, "clock": settings.clock,
                "estimator": settings.estimator, "clock_divergence_threshold": CLOCK_DIVERGENCE,
-               "reference_chunks": []}
+               "converter": profile.converter if profile.exporter == "tflite" else profile.exporter,
+               "host": prov["host"].get("host"), "reference_chunks": []}
     if cached_only:
         session["skipped_not_converted"] = not_converted
     bar = _progress_bar(progress, total, total - len(todo), kind[:-1] if kind.endswith("s") else kind,
@@ -349,6 +365,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     finally:
         _close(pre, bar)
         runner.unpin()  # the caller gets its cores back
+        if pre.active and pre.inline:  # written by the runner's loads, in this process
+            pre.convert_s += cache.convert_seconds
         wall = time.perf_counter() - t0
         session.update({"finished": now_iso(), "measured": measured, "wall_s": round(wall, 1),
                         "convert_s": round(pre.convert_s, 1), "interrupted": interrupted,
@@ -374,7 +392,7 @@ def _convert_only(todo: list, total: int, profile: DeviceProfile, cache, progres
     cpus = allowed_cpus()
     jobs = [("op", REFERENCE_OP)] + [(b, p) for _, b, p, _ in todo]
     bar = _progress_bar(progress, len(jobs), 0, "model", f"{profile.name} converting")
-    pre = _Prefetcher(jobs, profile, cache.dir, cpus, processes=len(cpus))
+    pre = _Prefetcher(jobs, profile, cache.dir, cpus, processes=len(cpus), convert_all=True)
     interrupted = False
     started = now_iso()
     try:

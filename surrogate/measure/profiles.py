@@ -109,6 +109,9 @@ class DeviceProfile:
             where wall time doubles) or ``wall``. ``cpu`` needs a local CPU
             runtime (litert, onnxruntime, torch) with 1 thread.
         exporter: model format the runtime loads: ``tflite``, ``onnx`` or ``none``.
+        converter: what writes the ``.tflite``: ``direct`` (the project's flatbuffer
+            writer, milliseconds per model) or ``litert-torch`` (the reference
+            converter, seconds per model; also for modules the writer cannot express).
         cuda_graphs: cuda-torch only: replay a captured CUDA graph.
         description: one line for ``mnas devices``.
     """
@@ -126,10 +129,14 @@ class DeviceProfile:
     timing: str = "perf_counter_ns"
     clock: str = "wall"
     exporter: str = "none"
+    converter: str = "direct"
     cuda_graphs: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:
+        if self.converter not in ("direct", "litert-torch"):
+            raise ValueError(f"profile {self.name!r}: converter must be 'direct' or 'litert-torch', "
+                             f"got {self.converter!r}")
         if self.runtime not in _RUNTIMES:
             raise ValueError(
                 f"profile {self.name!r}: runtime {self.runtime!r} is not one of {_RUNTIMES}"
@@ -336,6 +343,8 @@ PROFILES: dict[str, DeviceProfile] = {
             name="cpu-litert",
             runtime="litert",
             clock="cpu",
+            warmup=5,
+            runs=20,
             layout="NHWC",
             exporter="tflite",
             description=(

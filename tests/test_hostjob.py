@@ -1,0 +1,80 @@
+"""This machine in minutes: measure_host, this host's folder, and the main job's choice of predictor."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("ai_edge_litert")
+
+from surrogate.measure import host as host_mod  # noqa: E402
+from surrogate.measure.hostjob import host_home, local_predictor, measure_host, reference_ms_here  # noqa: E402
+from surrogate.measure.timing import MeasureSettings  # noqa: E402
+from surrogate.tables import Table  # noqa: E402
+
+FAST = MeasureSettings(warmup=1, runs=3, rounds=2)
+
+
+def test_measure_host_tables_predictor_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNAS_HOME", str(tmp_path))
+    res = measure_host("cpu-litert", "nasbench-macro", networks=4, settings=FAST, progress=False,
+                       log=lambda *a: None)
+    home = host_home()
+    assert home == tmp_path / "hosts" / host_mod.host_identity()["host_id"]
+    ops = Table.ops(home / "latency_tables" / "cpu-litert" / "nasbench-macro_ops.csv").read()
+    nets = Table.models(home / "latency_tables" / "cpu-litert" / "nasbench-macro_models.csv").read()
+    assert len(ops) == res.ops == 17 and len(nets) == res.networks == 4
+    assert {(r["clock"], r["estimator"]) for r in ops + nets} == {("cpu", "min")}
+    prov = json.loads((home / "latency_tables" / "cpu-litert" / "nasbench-macro_ops.provenance.json").read_text())
+    assert prov["sessions"][-1]["host"]["host_id"] == res.host_id
+    assert prov["sessions"][-1]["converter"] == "direct"
+    fit = res.fit
+    assert fit["networks"] == 4 and np.isfinite(fit["loo"]["mape"]) and fit["coef"] > 0
+    assert local_predictor("cpu-litert", "nasbench-macro") == home / "predictors" / "cpu-litert" / "nasbench-macro"
+
+    from surrogate.predict.persist import load_predictor
+
+    est = load_predictor(res.predictor_dir, space="nasbench-macro")
+    y = est.predict([r["arch"] for r in nets])
+    assert np.all(y > 0)
+    # resumed: nothing timed twice, nothing dropped
+    again = measure_host("cpu-litert", "nasbench-macro", networks=4, settings=FAST, progress=False,
+                         log=lambda *a: None)
+    assert again.ops == 17
+    assert len(Table.models(home / "latency_tables" / "cpu-litert" / "nasbench-macro_models.csv").read()) == 4
+
+
+def test_measure_host_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="unknown space 'nope'"):
+        measure_host("cpu-litert", "nope", home=tmp_path)
+    with pytest.raises(ValueError, match="networks must be an integer >= 3"):
+        measure_host("cpu-litert", "anb", networks=2, home=tmp_path)
+
+
+def test_reference_operator_here_is_positive_and_stable():
+    a, b = reference_ms_here(), reference_ms_here()
+    assert a > 0 and b > 0 and abs(a / b - 1) < 0.5
+
+
+def test_main_job_measures_this_host_when_tables_came_from_another(tmp_path, monkeypatch):
+    """A host whose identity differs from the shipped tables' gets its own predictor, measured once."""
+    from search.latency import host_latency
+
+    real = host_mod.host_identity()
+    other = {**real, "family": (real.get("family") or 0) + 1}
+    other["host_id"] = host_mod.compute_host_id(other)
+    monkeypatch.setattr(host_mod, "host_identity", lambda *a, **k: dict(other))
+    monkeypatch.setenv("MNAS_HOME", str(tmp_path))
+    msgs = []
+    lat, note = host_latency("cpu-litert", "nasbench-macro", networks=3, progress=False, log=msgs.append)
+    assert note["chosen"] == "host" and "measured" in note and msgs
+    assert note["predictor"].startswith(str(tmp_path / "hosts" / other["host_id"]))
+    assert lat.batch(lat.space.sample_indices(np.random.default_rng(0), 5)).min() > 0
+    lat2, note2 = host_latency("cpu-litert", "nasbench-macro", progress=False, log=msgs.append)
+    assert note2["chosen"] == "host" and "measured" not in note2  # reused, not measured again
+    _, shipped = host_latency("cpu-litert", "nasbench-macro", source="shipped", log=msgs.append)
+    assert shipped["chosen"] == "shipped"
+    with pytest.raises(ValueError, match="latency source must be one of"):
+        host_latency("cpu-litert", "nasbench-macro", source="bogus")
