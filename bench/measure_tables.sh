@@ -17,13 +17,12 @@ step measure models --profile cpu-litert --space anb --random 1000 --seed 0 $NET
 step measure ops --profile cpu-litert --space mnasnet
 step measure models --profile cpu-litert --space mnasnet --random 2000 --seed 0 $NET
 step measure models --profile cpu-litert --reference $NET
+rep() { log "start: repeatability $*"; "$PY" bench/repeatability.py "$@" --no-progress; log "end ($?): repeatability $*"; }
+rep --space anb -n 200
+rep --space mnasnet -n 200
+rep --space mnasnet -n 200 --busy  # while a busy loop runs on every core
 step measure ops --profile cpu-litert --space fbnet
 step measure models --profile cpu-litert --space fbnet --random 1000 --seed 0 $NET
+rep --space fbnet -n 200
 step measure ops --profile cpu-litert --space nasbench-macro
-for s in anb mnasnet fbnet; do
-  log "start: repeatability $s"; "$PY" bench/repeatability.py --space "$s" -n 200 --no-progress; log "end ($?): repeatability $s"
-done
-for s in anb mnasnet; do
-  log "start: busy repeatability $s"; "$PY" bench/repeatability.py --space "$s" -n 200 --busy --no-progress; log "end ($?): busy repeatability $s"
-done
 log "all steps done"

@@ -220,8 +220,13 @@ def _cmd_measure_models(args) -> int:
 def _cmd_measure_host(args) -> int:
     from .measure.hostjob import measure_host
 
+    settings = None  # operators: the profile's protocol; networks: NETWORK_SETTINGS
+    if args.estimator or args.clock:
+        from .measure.timing import MeasureSettings
+
+        settings = MeasureSettings(**{k: v for k, v in (("estimator", args.estimator), ("clock", args.clock)) if v})
     res = measure_host(_profile(args), args.space, networks=args.networks, seed=args.seed,
-                       home=args.home, settings=_settings(args), progress=not args.no_progress,
+                       home=args.home, settings=settings, progress=not args.no_progress,
                        log=(lambda *a: None) if args.json else print)
     if args.json:
         print_json(res.as_dict())
@@ -424,19 +429,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_measure_models)
     s = msub.add_parser("host", help="this machine in minutes: a space's operator table, a few dozen "
                                      "networks and a calibrated predictor, under $MNAS_HOME/hosts/<host_id>")
-    _common_measure(s)
-    s.set_defaults(profile="cpu-litert")
-    for a in s._actions:  # --profile is optional here (cpu-litert)
-        if a.dest == "profile":
-            a.required = False
-            a.help = "device profile (default cpu-litert)"
+    from .measure.timing import DEFAULT_ESTIMATOR, ESTIMATORS
+
     s.add_argument("--space", required=True, choices=space_names())
+    s.add_argument("--profile", default="cpu-litert", choices=_profile_names(),
+                   help="device profile (default cpu-litert)")
     s.add_argument("--networks", type=positive_int, default=40,
                    help="random networks to time for the calibration (default 40)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random networks (default 0)")
     s.add_argument("--home", default=None,
                    help="folder for this host's tables and predictor (default $MNAS_HOME/hosts/<host_id>, "
                         "$MNAS_HOME defaulting to ~/.local/share/mnas-surrogate)")
+    s.add_argument("--estimator", choices=ESTIMATORS, default=None,
+                   help=f"per-round latency estimator (default {DEFAULT_ESTIMATOR})")
+    s.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                   help="latency clock (default: the profile's)")
+    s.add_argument("--converter", choices=("direct", "litert-torch"), default=None,
+                   help=".tflite converter (default direct)")
+    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_measure_host)
 
     from .predict.workflow import MODEL_CHOICES

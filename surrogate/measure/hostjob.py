@@ -121,11 +121,12 @@ def measure_host(profile="cpu-litert", space: str = "anb", *, networks: int = 40
     rng = np.random.default_rng(seed)
     sp = get_space(space)
     archs = [(sp.sample(rng), f"random:seed={seed}") for _ in range(networks)]
-    net_settings = settings
-    if net_settings is None:
-        from .timing import MeasureSettings
+    import dataclasses
 
-        net_settings = MeasureSettings(**NETWORK_SETTINGS)
+    from .timing import MeasureSettings
+
+    net_settings = (MeasureSettings(**NETWORK_SETTINGS) if settings is None
+                    else dataclasses.replace(settings, **NETWORK_SETTINGS))
     s_mod = measure_models(prof, space, archs, out_dir=tables, settings=net_settings, progress=progress)
     t2 = time.perf_counter()
     if s_mod.interrupted:
