@@ -104,6 +104,8 @@ def _cmd_sweep(args) -> int:
     elif grad:
         raise ValueError(f"--{next(iter(grad)).replace('_', '-')} applies to --controller gradient only")
     acc = get_accuracy(args.accuracy, data=args.data)
+    if acc.space.name != args.space:  # before any latency objective is built or measured
+        raise ValueError(f"accuracy objective {acc.name!r} is for space {acc.space.name!r}, not {args.space!r}")
     host_note = None
     if args.latency == "measured":
         from .latency import MeasuredLatency
