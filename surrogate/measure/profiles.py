@@ -194,7 +194,7 @@ class DeviceProfile:
     def host_info(self, adb_device: dict[str, str] | None = None) -> dict[str, Any]:
         """Provenance of the machine measuring: CPU, cores, versions, date, settings, and
         ``host`` (:func:`surrogate.measure.host.host_identity`: what kind of host this is)."""
-        from .host import host_identity
+        from .hostid import host_identity
 
         try:
             allowed = len(os.sched_getaffinity(0))
