@@ -31,10 +31,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 from search.accuracy import (  # noqa: E402
-    ANB_ANCHOR, ANB_XGB_PARAMS, _library_versions, _sha256, anb_features, anb_split,
-    fit_anb_accuracy, load_anb_csv, package_data_dir, regression_metrics, train_anb_xgb,
+    ANB_ANCHOR, ANB_XGB_PARAMS, anb_features, anb_split, fit_anb_accuracy, load_anb_csv,
+    package_data_dir, regression_metrics, train_anb_xgb,
 )
+from search.accuracy.anb import _library_versions  # noqa: E402
 from space import get_space  # noqa: E402
+from surrogate.tables import file_sha256  # noqa: E402
 
 _BASE = {"subsample": 0.8, "colsample_bytree": 0.5, "min_child_weight": 1.0, "reg_lambda": 1.0,
          "objective": "reg:squarederror", "tree_method": "hist"}
@@ -207,14 +209,14 @@ def main(argv: list[str] | None = None) -> int:
 
     idx, y, path = load_anb_csv(args.data)
     print(f"{path}: {len(y)} rows, {len(np.unique(idx, axis=0))} distinct architectures")
-    res: dict = {"data": {"file": path.name, "sha256": _sha256(path), "rows": int(len(y))},
+    res: dict = {"data": {"file": path.name, "sha256": file_sha256(path), "rows": int(len(y))},
                  "anchor": ANB_ANCHOR, "params": ANB_XGB_PARAMS, "seed": args.seed}
     if args.select_seeds > 0:
         print(f"model selection on validation parts (seeds 0..{args.select_seeds - 1}):")
         res["selection"] = select(idx, y, _counts(path), list(range(args.select_seeds)))
         print(f"  chosen: {res['selection']['chosen']}"
               + ("" if res["selection"]["chosen_matches_code"] else
-                 "  (differs from ANB_XGB_PARAMS in search/accuracy.py)"))
+                 "  (differs from ANB_XGB_PARAMS in search/accuracy/anb.py)"))
     else:
         res["selection"] = {"seeds": [], "candidates": [], "chosen": "skipped",
                             "chosen_matches_code": True}

@@ -18,7 +18,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -208,23 +207,12 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_results(name: str, results: Mapping[str, Any], markdown: str, out: str | os.PathLike,
                   *, seeds: Any = None, config: Mapping[str, Any] | None = None,
                   started: dt.datetime | None = None) -> tuple[Path, Path]:
     """Write ``<out>/<name>.json`` and ``<out>/<name>.md`` atomically; print the Markdown."""
+    from surrogate.tables import write_atomic
+
     out = Path(out)
     now = dt.datetime.now(dt.timezone.utc)
     meta = {"benchmark": name, "date_utc": now.isoformat(timespec="seconds"),
@@ -235,13 +223,13 @@ def write_results(name: str, results: Mapping[str, Any], markdown: str, out: str
             "libraries": library_versions(), "seeds": seeds, "config": dict(config or {})}
     payload = {"meta": meta, "results": results}
     jpath, mpath = out / f"{name}.json", out / f"{name}.md"
-    _atomic_write(jpath, json.dumps(_jsonable(payload), indent=1, sort_keys=False) + "\n")
+    write_atomic(jpath, json.dumps(_jsonable(payload), indent=1, sort_keys=False) + "\n")
     m = meta["machine"]
     footer = (f"\n\n_{meta['date_utc']} · {m['cpu_model']}, {m['cpu_count']} cores "
               f"(affinity {m['affinity']}, load {m['loadavg_at_write']}) · "
               + ", ".join(f"{k} {v}" for k, v in meta["libraries"].items())
               + f" · seeds {seeds} · `{meta['command']}`_\n")
-    _atomic_write(mpath, markdown.rstrip() + footer)
+    write_atomic(mpath, markdown.rstrip() + footer)
     print(markdown)
     print(f"\nwrote {jpath} and {mpath}")
     return jpath, mpath

@@ -59,8 +59,7 @@ def main(argv=None) -> int:
     from space.build import build_model, build_op, input_shape, op_input_shape
     from space.spaces import get_space
     from surrogate.measure.export import ExportCache
-    from surrogate.measure.profiles import get_profile
-    from surrogate.measure.runners import make_runner
+    from surrogate.measure.profiles import get_profile, make_runner
 
     prof = get_profile("cpu-litert")
     runner = make_runner(prof, ExportCache())

@@ -48,9 +48,9 @@ def cv_mape(name: str, space: str, table, archs, y, folds: int = 5, seed: int = 
 
 
 def op_level_validation(profile: str, space: str, root=None, seed: int = 0) -> dict | None:
-    from surrogate.measure.jobs import tables_dir
+    from surrogate.tables import table_path
 
-    path = tables_dir(root) / profile / f"{space}_ops.csv"
+    path = table_path(profile, space, "ops", root)
     if not path.is_file():
         return None
     rows = Table.ops(path).read()

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from surrogate.predict.metrics import latency_metrics  # noqa: E402
-from surrogate.tables import Table, write_json_atomic  # noqa: E402
+from surrogate.tables import Table, table_path, tables_dir, write_json_atomic  # noqa: E402
 
 DEVICE = "Google Pixel 1 (single-thread big CPU core, batch 1)"
 #: published model name -> our registry name
@@ -69,7 +69,6 @@ def predicted_ms(names: list[str], root=None) -> tuple[dict[str, float], dict]:
     a network's figure is the sum over its operators. No end-to-end timing is used.
     """
     from space.reference import REFERENCE
-    from surrogate.measure.jobs import tables_dir
     from surrogate.predict.oplevel import OpLevelModel, row_to_config
 
     rows = []
@@ -100,9 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tables", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
-    from surrogate.measure.jobs import tables_dir
-
-    ref_table = tables_dir(args.tables) / "cpu-litert" / "reference_models.csv"
+    ref_table = table_path("cpu-litert", "reference", "models", args.tables)
     ours = {}
     for r in Table.models(ref_table).read():
         name = r["source"].split(":", 1)[1] if r["source"].startswith("reference:") else None

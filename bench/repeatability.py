@@ -18,19 +18,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from surrogate.measure.jobs import tables_dir  # noqa: E402
 from surrogate.measure.retime import compare_tables, retime_table  # noqa: E402
-from surrogate.tables import Table, write_json_atomic  # noqa: E402
+from surrogate.tables import Table, table_path, write_json_atomic  # noqa: E402
 
 
 def repeatability(profile: str, space: str, n: int, out: Path, root=None, progress=True,
                   busy: bool = False) -> dict:
-    base = tables_dir(root) / profile / f"{space}_models.csv"
+    base = table_path(profile, space, "models", root)
     kind = "busy" if busy else "repeat"
-    name = f"{space}_models_{kind}.csv"
-    summary = retime_table(profile, base, n, name, busy=busy, progress=progress)
+    dst = table_path(profile, space, "models", root, tag=kind)
+    summary = retime_table(profile, base, n, dst.name, busy=busy, progress=progress)
     first = Table.models(base).read()[:n]
-    again = Table.models(base.parent / name).read()
+    again = Table.models(dst).read()
     res = {"profile": profile, "space": space, "kind": kind, "clock": Table.models(base).timing(),
            "latency": compare_tables(first, again, "median_ms"),
            "wall": compare_tables(first, again, "wall_ms"),

@@ -5,7 +5,7 @@ latency: the shipped cpu-litert anb predictor. Each method runs ``--trials`` tri
 through :func:`search.sweep.run_sweep` (in-memory Optuna study, no reference
 networks enqueued) for ``--seeds`` seeds: NSGA-II, TPE and random as Optuna
 samplers; random, regularised evolution, the MnasNet PPO controller and the relaxed
-gradient search (:mod:`search.gradient`) as controllers. Reported: the 2-D
+gradient search (:mod:`search.controllers.gradient`) as controllers. Reported: the 2-D
 hypervolume of the (latency, accuracy) front of the trials so far at each checkpoint
 (median over seeds), its ratio to the hypervolume of the union of every run's
 trials (the best front known to this benchmark), and the sweep loop's trials per
@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
     ref = {"latency_ms": 2.0 * target, "accuracy": float(args.ref_accuracy)}
     distilled, distill_info = None, None
     if "gradient" in args.methods:
-        from search.gradient import distill_accuracy
+        from surrogate.predict.distill import distill_accuracy
 
         kw = {"n": 2000, "heldout": 500, "epochs": 5} if args.quick else {}
         c0 = time.process_time()

@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     ap = base_parser(__doc__.splitlines()[0])
     ap.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
     args = ap.parse_args(argv)
-    from surrogate.measure.jobs import tables_dir
+    from surrogate.tables import tables_dir
 
     res = summarise(tables_dir(args.tables))
     rows = [[r["profile"], r["table"], f"{r['rows']}" + (f" / {r['planned']}" if r["planned"] else ""),

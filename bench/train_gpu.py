@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{statistics.median(per_round[m]):,.1f} images/s "
               f"(rounds: {', '.join(f'{v:,.1f}' for v in per_round[m])})")
 
+    from surrogate.tables import write_atomic
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "train_throughput.json"
@@ -205,9 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                    if (r["device_name"], r["arch"], r["resolution"], r["batch"], r["mode"]) not in keys] + new
     for target, text in ((path, json.dumps(doc, indent=1) + "\n"),
                          (out / "train_throughput.md", _render_md(doc))):
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, target)
+        write_atomic(target, text)
     print(f"wrote {path} and {out / 'train_throughput.md'}")
     return 0
 

@@ -42,8 +42,10 @@ def _add_sweep_args(p, controller: bool) -> None:
     p.add_argument("--profile", default="cpu-litert")
     p.add_argument("--accuracy", default="anb", help="accuracy objective: anb, macro, proxy-train")
     if controller:
-        p.add_argument("--controller", default="ppo", choices=("ppo", "evolution", "random", "gradient"))
-        g = p.add_argument_group("gradient controller (search.gradient)")
+        from .controllers import controller_names
+
+        p.add_argument("--controller", default="ppo", choices=controller_names())
+        g = p.add_argument_group("gradient controller (search.controllers.gradient)")
         g.add_argument("--steps", type=positive_int, default=None,
                        help="gradient steps between proposals (default 5)")
         g.add_argument("--lr", type=float, default=None, help="Adam learning rate on the logits (default 0.1)")
@@ -95,14 +97,13 @@ def _cmd_sweep(args) -> int:
                       batch=args.batch, storage=args.storage, study_name=args.study_name,
                       latency_target_ms=args.latency_target, reward=args.reward,
                       seed_reference=not args.no_seed_reference, out_dir=args.out, data=args.data)
-    grad = {k: getattr(args, k) for k in ("steps", "lr", "temperature", "temperature_end", "chains")
-            if getattr(args, k, None) is not None}
-    if controller_name == "gradient":
-        from .gradient import check_hyperparameters
+    options = {}
+    if controller_name:  # its own settings, checked before any objective is built
+        from .controllers import check_settings, controller_options
 
-        check_hyperparameters(**grad, reward=args.reward, target_ms=args.latency_target)
-    elif grad:
-        raise ValueError(f"--{next(iter(grad)).replace('_', '-')} applies to --controller gradient only")
+        options = {k: getattr(args, k) for k in controller_options() if getattr(args, k, None) is not None}
+        check_settings(controller_name, options, reward=args.reward, target_ms=args.latency_target,
+                       latency=args.latency)
     acc = get_accuracy(args.accuracy, data=args.data)
     if acc.space.name != args.space:  # before any latency objective is built or measured
         raise ValueError(f"accuracy objective {acc.name!r} is for space {acc.space.name!r}, not {args.space!r}")
@@ -112,9 +113,6 @@ def _cmd_sweep(args) -> int:
 
         if args.predictor:
             raise ValueError("--predictor applies to --latency predicted only")
-        if controller_name == "gradient":
-            raise ValueError("--controller gradient needs --latency predicted: it differentiates "
-                             "the predictor")
         lat = MeasuredLatency(args.profile, args.space)
     elif args.predictor:
         lat = PredictedLatency(args.profile, args.space, args.predictor)
@@ -130,18 +128,10 @@ def _cmd_sweep(args) -> int:
 
         from .controllers import make_controller
 
-        if controller_name == "gradient":
-            from pathlib import Path
-
-            out = Path(cfg.out_dir or Path("mnas_runs") / cfg.name)
-            grad.update(accuracy=acc, latency=lat, horizon=args.trials, reward=args.reward,
-                        target_ms=args.latency_target, model_cache=out / "accuracy_mlp.pt")
-        ctrl = make_controller(controller_name, get_space(args.space), seed=args.seed, **grad)
+        ctrl = make_controller(controller_name, get_space(args.space), seed=args.seed, **options)
     res = run_sweep(cfg, acc, lat, progress=not args.no_progress, controller=ctrl)
     if host_note is not None:
         res.latency["host"] = host_note
-    if controller_name == "gradient":
-        res.accuracy["relaxed_search"] = ctrl.info
     if args.remeasure:
         remeasure_finalists(res, args.remeasure, progress=not args.no_progress)
     write_summary(res, res.files["summary"])
@@ -158,7 +148,7 @@ def _cmd_sweep(args) -> int:
         where = "this host's own" if host_note.get("chosen") == "host" else "the shipped"
         extra = (f" ({host_note['reason']})" if host_note.get("reason") else "")
         print(f"latency: {where} {args.profile} predictor for {args.space}{extra}")
-    dist = (ctrl.info.get("accuracy_model") or {}) if controller_name == "gradient" else {}
+    dist = res.accuracy.get("relaxed_search", {}).get("accuracy_model") or {}
     if "kendall_tau" in dist:
         print(f"distilled accuracy MLP: Kendall tau {dist['kendall_tau']:.3f} vs {dist.get('teacher')} "
               f"on {dist['heldout']} held-out random members")

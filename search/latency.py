@@ -37,9 +37,20 @@ class PredictedLatency:
     def describe(self) -> dict:
         """What predicts: profile, space, predictor path, model class, table hash."""
         meta = getattr(self.predictor, "meta_", {})
+        table = meta.get("table") or {}
         return {"kind": "predicted", "profile": self.profile, "space": self.space_name,
                 "predictor": self.source, "model": meta.get("class"),
-                "table_sha256": (meta.get("table") or {}).get("sha256")}
+                "table_sha256": table.get("sha256"), "table_source": _table_path(table.get("source"))}
+
+
+def _table_path(source: str | None) -> str | None:
+    """A predictor's table path: absolute as saved, or relative to the repository (shipped)."""
+    if not source:
+        return None
+    p = Path(source)
+    if not p.is_absolute():
+        p = Path(__file__).resolve().parents[1] / p
+    return str(p) if p.is_file() else None
 
 
 LATENCY_SOURCES = ("auto", "shipped", "host")

@@ -3,8 +3,8 @@
 Objectives: accuracy (maximised, from an accuracy objective) and latency in ms
 (minimised, from the shipped latency predictor of the profile and space). The
 proposals come from an Optuna sampler (NSGA-II, TPE, random) or from a controller
-(:mod:`search.controllers`: PPO, evolution, random) whose proposals are enqueued
-and asked, so all trials share one study. With a storage URL
+(:mod:`search.controllers`: PPO, evolution, random, gradient) whose proposals are
+enqueued and asked, so all trials share one study. With a storage URL
 (``sqlite:///sweep.db``, any SQLAlchemy URL, or ``journal:./sweep.log`` for Optuna's
 journal file), any number of processes on any number of machines join one study;
 each stops when the study holds ``trials`` finished trials. A killed worker's
@@ -27,6 +27,7 @@ import numpy as np
 from space import format_arch
 from space.spaces import get_space
 
+from .controllers.base import SweepContext
 from .pareto import hypervolume_2d, pareto_front
 from .reward import MnasReward
 
@@ -202,17 +203,9 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
     dists = {d.name: CategoricalDistribution(tuple(range(d.n))) for d in space.decisions}
     out_dir = Path(cfg.out_dir or Path("mnas_runs") / cfg.name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = out_dir / "controller.pt"
-    if controller is not None:
-        # a checkpoint left in out_dir by an earlier, unrelated study must not be resumed
-        resuming = bool(study.get_trials(deepcopy=False))
-        if not (resuming and controller.load(ckpt)):
-            done = _complete(study)
-            if done:
-                idx = [tuple(t.params[d.name] for d in space.decisions) for t in done]
-                acc = np.array([t.values[0] for t in done])
-                lat = np.array([t.values[1] for t in done])
-                controller.warm_start(idx, acc, lat, reward(acc, lat))
+    if controller is not None:  # it learns from the study and keeps the rest in study-named files
+        controller.before_sweep(SweepContext(study, space, reward, out_dir, trials=cfg.trials,
+                                             reward_kind=cfg.reward, accuracy=accuracy, latency=latency))
     if cfg.seed_reference and not study.user_attrs.get("seeded"):
         study.set_user_attr("seeded", True)
         for name, idx in _reference_members(space):
@@ -258,7 +251,6 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
             evaluated += k
             if controller is not None:
                 controller.observe([tuple(c) for c in canon], acc, lat, rew)
-                controller.save(ckpt)
             if bar is not None:
                 bar.update(k)
     except KeyboardInterrupt:
@@ -268,7 +260,10 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
-    return _summarise(cfg, study, space, target, reward, out_dir, evaluated, wall, latency, accuracy)
+    result = _summarise(cfg, study, space, target, reward, out_dir, evaluated, wall, latency, accuracy)
+    if controller is not None:
+        controller.after_sweep(result)
+    return result
 
 
 def _reference_members(space) -> list[tuple[str, tuple[int, ...]]]:
@@ -315,17 +310,19 @@ def _summarise(cfg, study, space, target, reward, out_dir: Path, evaluated, wall
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    from surrogate.tables import write_atomic
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: workers share out dirs
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, buf.getvalue())  # per-process temporary names: workers share out dirs
 
 
 def _plot(path: Path, lat, acc, front_idx, target, title: str) -> None:
     from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
+
+    from surrogate.tables import atomic_path
 
     fig = Figure(figsize=(6, 4.2), dpi=120)
     ax = fig.subplots()
@@ -337,9 +334,8 @@ def _plot(path: Path, lat, acc, front_idx, target, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
 
 
 def write_summary(result: SweepResult, path: str | os.PathLike) -> None:
@@ -353,13 +349,17 @@ def write_summary(result: SweepResult, path: str | os.PathLike) -> None:
 def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
                         cache_dir: str | None = None) -> list[dict]:
     """Time the ``k`` front architectures nearest the target end to end on the profile's
-    device and report them beside their predicted latency (``flag`` beyond 10%)."""
+    device and report them beside their predicted latency (``flag`` beyond 10%).
+
+    They are timed the way the predictor's table was (its estimator and, for a
+    ``+ref`` table, its reference base), so prediction and measurement share a scale.
+    """
     from space.blockstring import parse_arch
     from surrogate.measure.hostjob import NETWORK_SETTINGS
     from surrogate.measure.jobs import measure_models
     from surrogate.measure.profiles import get_profile
     from surrogate.measure.timing import MeasureSettings
-    from surrogate.tables import Table
+    from surrogate.tables import table_timing
 
     if k < 1 or not result.pareto:
         return []
@@ -367,15 +367,21 @@ def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
     front = sorted(result.pareto, key=lambda p: abs(p["latency_ms"] - result.latency_target_ms))[:k]
     prof = get_profile(cfg["profile"])
     out = Path(result.files["summary"]).parent
-    summary = measure_models(prof, cfg["space"], [(parse_arch(p["arch"]), "finalist") for p in front],
+    source = (result.latency or {}).get("table_source")
+    timing = table_timing(source) if source else {}
+    same_clock = timing.get("clock") == prof.clock
+    settings = MeasureSettings(**NETWORK_SETTINGS,
+                               estimator=timing.get("estimator") if same_clock else None)
+    archs = [parse_arch(p["arch"]) for p in front]
+    summary = measure_models(prof, cfg["space"], [(a, "finalist") for a in archs],
                              out_dir=out, table_name="finalists_models.csv", progress=progress,
-                             settings=MeasureSettings(**NETWORK_SETTINGS), chunk=k,
-                             cache_dir=cache_dir, convert_all_cores=True)
-    timed = {r["arch"]: r for r in Table.models(Path(summary.table)).read()}
+                             settings=settings, chunk=k, cache_dir=cache_dir, convert_all_cores=True,
+                             reference_base_ms=timing.get("reference_base_ms") if same_clock else None)
+    by_arch = {r["arch"]: r for r in summary.rows}
+    timed = [by_arch.get(format_arch(a)) for a in archs]  # the rows of the front, in its order
     base = reference_baseline_ms(cfg["profile"], cfg["space"])
     rows = []
-    for p in front:
-        r = timed.get(p["arch"])
+    for p, r in zip(front, timed):
         m = r["median_ms"] if r else None
         err = (p["latency_ms"] / m - 1) if m else None
         # the reference operator now vs when the shipped tables were timed: a busy or
@@ -386,8 +392,7 @@ def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
                      "reference_ratio": ratio,
                      "measured_normalised_ms": (m / ratio) if (m and ratio) else None})
     result.finalists = rows
-    refs = [timed[p["arch"]]["ref_ms"] for p in front
-            if p["arch"] in timed and np.isfinite(timed[p["arch"]].get("ref_ms", np.nan))]
+    refs = [r["ref_ms"] for r in timed if r and np.isfinite(r.get("ref_ms", np.nan))]
     result.host_match = finalists_host_match(result, float(np.median(refs)) if refs else None)
     return rows
 
@@ -397,13 +402,13 @@ def finalists_host_match(result: SweepResult, reference_ms_here: float | None = 
     (:func:`surrogate.measure.host.host_match`), with ``message``: a few plain lines when
     they did not (or cannot be told) and a finalist disagrees by more than 10%."""
     from surrogate.measure.host import host_match, predictor_table
-    from surrogate.measure.jobs import tables_dir
+    from surrogate.tables import table_path
 
     cfg, lat = result.config, result.latency or {}
     subject = "the latency tables behind this predictor"
     if lat.get("kind") == "measured":
         subject = "the end-to-end table this sweep looked latency up in"
-        table = tables_dir() / cfg["profile"] / f"{cfg['space']}_models.csv"
+        table = table_path(cfg["profile"], cfg["space"], "models")
         table = table if table.is_file() else None
     else:
         table = predictor_table(lat.get("predictor"), cfg["profile"], cfg["space"])
@@ -421,11 +426,10 @@ def finalists_host_match(result: SweepResult, reference_ms_here: float | None = 
 
 def reference_baseline_ms(profile: str, space: str) -> float | None:
     """Median reference-operator time in the shipped tables of (profile, space), if any."""
-    from surrogate.measure.jobs import reference_baseline, tables_dir
-    from surrogate.tables import Table
+    from surrogate.tables import Table, reference_baseline, table_path
 
-    for table in (Table.models(tables_dir() / profile / f"{space}_models.csv"),
-                  Table.ops(tables_dir() / profile / f"{space}_ops.csv")):
+    for table in (Table.models(table_path(profile, space, "models")),
+                  Table.ops(table_path(profile, space, "ops"))):
         base = reference_baseline(table)
         if base is not None:
             return base

@@ -1,6 +1,7 @@
 """mnas-surrogate search spaces: architectures, block strings, counts, model building.
 
-Light to import (no torch): torch is loaded only by :mod:`space.build`.
+Light to import (no torch): torch is loaded only by :mod:`space.modules`, which the
+builders of :mod:`space.build` import on first use.
 """
 from __future__ import annotations
 

@@ -2,9 +2,12 @@
 
 An :class:`Arch` is input resolution + stem + stages (:class:`Block`) + head. A
 :class:`Block` is one line of the authors' release, e.g.
-``r2_k3_s22_e6_i16_o24_se0.25_noskip``; :mod:`space.blockstring` parses and prints
-them. :meth:`Arch.layers` expands the stages into per-layer operator
-configurations (:class:`LayerConfig`), the unit that latency tables measure.
+``r2_k3_s22_e6_i16_o24_se0.25_noskip``. The canonical text form is printed here
+(``str(block)``, ``str(arch)``, :func:`format_block`, :func:`format_arch`, from the
+token tables below); :mod:`space.blockstring` parses it with the same tables, so
+this module is the base of the package and imports nothing from it.
+:meth:`Arch.layers` expands the stages into per-layer operator configurations
+(:class:`LayerConfig`), the unit that latency tables measure.
 
 Layer semantics (authors' release, extended):
 
@@ -122,8 +125,6 @@ class Block:
         return dataclasses.replace(self, **changes)
 
     def __str__(self) -> str:
-        from .blockstring import format_block
-
         return format_block(self)
 
 
@@ -284,12 +285,6 @@ class Arch:
         """Spatial size of the last feature map."""
         return self.layers()[-1].out_h
 
-    def count(self):
-        """Exact params / MAdds / thop MACs (:class:`space.counting.Counts`)."""
-        from .counting import count
-
-        return count(self)
-
     def stem_out(self) -> int:
         """Spatial size after the stem."""
         return conv_out(self.resolution, self.stem_kernel, self.stem_stride)
@@ -330,9 +325,62 @@ class Arch:
         return dataclasses.replace(self, **changes)
 
     def __str__(self) -> str:
-        from .blockstring import format_arch
-
         return format_arch(self)
+
+
+# -- text form: the token tables shared by printing (here) and parsing (blockstring) --
+SKIP_TOKENS = {"none": "noskip", "pool": "poolskip"}  # Block.skip -> token; identity: no token
+OP_TOKENS = tuple(op for op in OPS if op != "mbconv")  # printed as themselves; mbconv: no token
+# Architecture header, in canonical order: (Arch field, token, kind); the activation
+# has no token (its value is the token). Defaults are the Arch field defaults.
+HEADER_TOKENS = (
+    ("resolution", "res", int), ("stem_ch", "stem", int), ("stem_kernel", "stemk", int),
+    ("stem_stride", "stems", int), ("head_ch", "head", int), ("num_classes", "cls", int),
+    ("act", None, str), ("expand_divisor", "div", int), ("dropout", "drop", float),
+    ("in_ch", "in", int),
+)
+
+
+def _header_default(field_name: str) -> object:
+    """Default of an :class:`Arch` header setting (left out of printed strings)."""
+    return Arch.__dataclass_fields__[field_name].default
+
+
+def _format_float(x: float) -> str:
+    """A ratio as printed in strings (``0.25``, ``0.2``)."""
+    return repr(float(x))
+
+
+def format_block(b: Block) -> str:
+    """Print a :class:`Block` in canonical block-string form."""
+    parts = [f"r{b.repeats}", f"k{b.kernel}", f"s{b.stride}{b.stride}", f"e{b.expand}",
+             f"i{b.in_ch}", f"o{b.out_ch}"]
+    if b.se > 0:
+        parts.append("se" + _format_float(b.se))
+    if b.skip in SKIP_TOKENS:
+        parts.append(SKIP_TOKENS[b.skip])
+    if b.op in OP_TOKENS:
+        parts.append(b.op)
+    if b.groups != 1:
+        parts.append(f"g{b.groups}")
+    return "_".join(parts)
+
+
+def format_arch(a: Arch) -> str:
+    """Print an :class:`Arch` canonically (non-default header settings only)."""
+    head = []
+    for name, tok, kind in HEADER_TOKENS:
+        v = getattr(a, name)
+        if v == _header_default(name):
+            continue
+        if tok is None:
+            head.append(str(v))
+        elif kind is float:
+            head.append(tok + _format_float(v))
+        else:
+            head.append(f"{tok}{v}")
+    body = ",".join(format_block(b) for b in a.blocks)
+    return ("_".join(head) + ":" + body) if head else body
 
 
 def _expand_layers(arch: Arch) -> tuple[LayerConfig, ...]:

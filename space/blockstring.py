@@ -1,4 +1,4 @@
-"""Parse and print block strings and architecture strings.
+"""Parse block strings and architecture strings (printing lives in :mod:`space.arch`).
 
 Block strings follow the authors' release, ``r{repeats}_k{kernel}_s{s}{s}_e{expand}
 _i{in}_o{out}[_se{ratio}][_noskip|_poolskip][_irf|_conv|_skip][_g{groups}]``: the
@@ -14,13 +14,19 @@ Header tokens (defaults in brackets): ``res`` [224], ``stem`` [32], ``stemk`` [3
 hswish`` [relu], ``div`` [1], ``drop`` [0.2], ``in`` [3]. With every setting at
 its default the header and colon are left out, so an authors' block list is itself
 a valid architecture string. Printing is canonical: ``format(parse(s)) == s`` for
-every string this module prints, and ``parse(format(x)) == x`` for every object.
+every string :func:`format_arch` prints, and ``parse(format(x)) == x`` for every
+object. The token tables and the printers are defined beside the classes in
+:mod:`space.arch` (so ``str(arch)`` needs no import from here); this module reads
+the same tables and re-exports the printers, so parse and print cannot drift.
 """
 from __future__ import annotations
 
 import re
 
-from .arch import ACTS, Arch, Block
+from .arch import (ACTS, HEADER_TOKENS, OP_TOKENS, SKIP_TOKENS, Arch, Block, format_arch,
+                   format_block)
+
+__all__ = ["format_arch", "format_block", "parse_arch", "parse_block"]
 
 _NUM = re.compile(r"^(0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$")
@@ -29,8 +35,8 @@ _TOKEN = re.compile(r"^([a-z]+)(.*)$")
 _LEADING = ("r", "k", "s", "e", "i", "o")
 _LEADING_HELP = "r{repeats}_k{kernel}_s{stride}{stride}_e{expand}_i{in}_o{out}"
 _OPTIONAL_ORDER = ("se", "skip", "op", "g")
-_SKIP_WORDS = {"noskip": "none", "poolskip": "pool"}
-_OP_WORDS = {"irf": "irf", "conv": "conv", "skip": "skip"}
+_SKIP_WORDS = {tok: skip for skip, tok in SKIP_TOKENS.items()}
+_OP_WORDS = {op: op for op in OP_TOKENS}
 
 
 def _int(token: str, text: str, what: str) -> int:
@@ -43,10 +49,6 @@ def _float(token: str, text: str, what: str) -> float:
     if not _FLOAT.match(text):
         raise ValueError(f"bad token {token!r}: expected {what} as a decimal number such as 0.25")
     return float(text)
-
-
-def _fmt_float(x: float) -> str:
-    return repr(float(x))
 
 
 def parse_block(text: str) -> Block:
@@ -104,38 +106,8 @@ def parse_block(text: str) -> Block:
         raise ValueError(f"block {text!r}: {exc}") from None
 
 
-def format_block(b: Block) -> str:
-    """Print a :class:`Block` in canonical block-string form."""
-    parts = [f"r{b.repeats}", f"k{b.kernel}", f"s{b.stride}{b.stride}", f"e{b.expand}",
-             f"i{b.in_ch}", f"o{b.out_ch}"]
-    if b.se > 0:
-        parts.append("se" + _fmt_float(b.se))
-    if b.skip == "none":
-        parts.append("noskip")
-    elif b.skip == "pool":
-        parts.append("poolskip")
-    if b.op != "mbconv":
-        parts.append(b.op)
-    if b.groups != 1:
-        parts.append(f"g{b.groups}")
-    return "_".join(parts)
-
-
-# (field, token, kind, default) in canonical order
-_HEADER = (
-    ("resolution", "res", int, 224),
-    ("stem_ch", "stem", int, 32),
-    ("stem_kernel", "stemk", int, 3),
-    ("stem_stride", "stems", int, 2),
-    ("head_ch", "head", int, 1280),
-    ("num_classes", "cls", int, 1000),
-    ("act", None, str, "relu"),
-    ("expand_divisor", "div", int, 1),
-    ("dropout", "drop", float, 0.2),
-    ("in_ch", "in", int, 3),
-)
-_HEADER_HELP = "res<int>, stem<int>, stemk<int>, stems<int>, head<int>, cls<int>, " + \
-    "|".join(ACTS) + ", div<int>, drop<float>, in<int>"
+_HEADER_HELP = ", ".join("|".join(ACTS) if tok is None else f"{tok}<{kind.__name__}>"
+                         for _, tok, kind in HEADER_TOKENS)
 
 
 def parse_arch(text: str) -> Arch:
@@ -146,7 +118,7 @@ def parse_arch(text: str) -> Arch:
     header, _, body = text.rpartition(":")
     kw: dict = {}
     if header:
-        order = [h[1] if h[1] else "act" for h in _HEADER]
+        order = [h[1] if h[1] else "act" for h in HEADER_TOKENS]
         last = -1
         for tok in header.split("_"):
             if tok in ACTS:
@@ -154,7 +126,7 @@ def parse_arch(text: str) -> Arch:
                 value: object = tok
             else:
                 m = _TOKEN.match(tok)
-                spec = next((h for h in _HEADER if m and h[1] == m.group(1)), None)
+                spec = next((h for h in HEADER_TOKENS if m and h[1] == m.group(1)), None)
                 if spec is None:
                     raise ValueError(f"bad header token {tok!r} in {text!r}: expected {_HEADER_HELP}")
                 field, key, kind = spec[0], spec[1], spec[2]
@@ -172,20 +144,3 @@ def parse_arch(text: str) -> Arch:
         return Arch(blocks=blocks, **kw)
     except ValueError as exc:
         raise ValueError(f"architecture {text!r}: {exc}") from None
-
-
-def format_arch(a: Arch) -> str:
-    """Print an :class:`Arch` canonically (non-default header settings only)."""
-    head = []
-    for field, tok, kind, default in _HEADER:
-        v = getattr(a, field)
-        if v == default:
-            continue
-        if tok is None:
-            head.append(str(v))
-        elif kind is float:
-            head.append(tok + _fmt_float(v))
-        else:
-            head.append(f"{tok}{v}")
-    body = ",".join(format_block(b) for b in a.blocks)
-    return ("_".join(head) + ":" + body) if head else body

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .arch import Arch, LayerConfig
+from .arch import Arch, LayerConfig, format_block
 
 
 @dataclass(frozen=True)
@@ -121,8 +121,6 @@ def count_madds(arch: Arch) -> int:
 
 def stage_table(arch: Arch) -> list[dict]:
     """Per-stage rows: block string, layers, input/output size, params, MAdds."""
-    from .blockstring import format_block
-
     rows = []
     s = arch.stem_out()
     c = stem_counts(arch)

@@ -34,8 +34,8 @@ def _cmd_devices(args) -> int:
 
 def _cmd_host(args) -> int:
     from .measure.host import describe_host, host_identity, host_match
-    from .measure.jobs import tables_dir
     from .measure.profiles import get_profile
+    from .tables import tables_dir
 
     root = tables_dir(args.tables)
     if args.profile is not None:
@@ -208,10 +208,9 @@ def _cmd_measure_models(args) -> int:
 
     archs = _archs_for(args)
     space = args.space or "reference"
-    name = args.table or (f"{space}_models.csv" if args.space else "reference_models.csv")
     s = measure_models(_profile(args), space, archs, out_dir=args.out, settings=_settings(args),
                        chunk=args.chunk, cache_dir=args.cache, progress=not args.no_progress,
-                       table_name=name, convert_only=args.convert_only,
+                       table_name=args.table, convert_only=args.convert_only,
                        cached_only=args.cached_only)
     _print_summary(s, args.json)
     return 130 if s.interrupted else 0
@@ -258,7 +257,8 @@ def _cmd_table_validate(args) -> int:
 
 
 def _cmd_table_convert(args) -> int:
-    from .tables import Table, export_lut, lut_to_rows, parse_lut, table_kind
+    from .lut import export_lut, lut_to_rows, parse_lut
+    from .tables import Table, table_kind, write_atomic
 
     src, dst = Path(args.src), Path(args.dst)
     if not src.is_file():
@@ -267,7 +267,7 @@ def _cmd_table_convert(args) -> int:
         if table_kind(src) != "ops":
             raise ValueError(f"{src}: only operator tables (<space>_ops.csv) convert to the LUT format")
         text, skipped = export_lut(Table.ops(src).read())
-        _atomic_text(dst, text)
+        write_atomic(dst, text)
         print(f"wrote {dst}: {text.count('count:')} entries; {skipped} rows not expressible "
               f"(SE, grouped, non-MBConv, pooled skip)")
         return 0
@@ -346,17 +346,6 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _common_measure(p: argparse.ArgumentParser) -> None:
     from space.spaces import space_names
 
@@ -369,9 +358,11 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=positive_int, default=None)
     p.add_argument("--rounds", type=positive_int, default=None)
     p.add_argument("--estimator", choices=ESTIMATORS, default=None,
-                   help=f"latency of one round from its runs (default {DEFAULT_ESTIMATOR}); the "
-                        f"latency is the median over rounds. A table keeps one estimator: continue "
-                        f"an existing table with the estimator it was timed with")
+                   help=f"latency of one round from its runs (default: the profile's, min+ref for "
+                        f"the local CPU profiles: each round's min divided by the reference operator's "
+                        f"timed right after it, else {DEFAULT_ESTIMATOR}); the latency is the median "
+                        f"over rounds. A table keeps one estimator: continue an existing table with "
+                        f"the estimator it was timed with")
     p.add_argument("--clock", choices=("cpu", "wall"), default=None,
                    help="which clock is the latency: cpu (the timing thread's CPU time, robust to "
                         "other processes on the core) or wall (default: the profile's, cpu for "
@@ -441,7 +432,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder for this host's tables and predictor (default $MNAS_HOME/hosts/<host_id>, "
                         "$MNAS_HOME defaulting to ~/.local/share/mnas-surrogate)")
     s.add_argument("--estimator", choices=ESTIMATORS, default=None,
-                   help=f"per-round latency estimator (default {DEFAULT_ESTIMATOR})")
+                   help=f"per-round latency estimator (default: the profile's; min+ref for the "
+                        f"local CPU profiles, else {DEFAULT_ESTIMATOR})")
     s.add_argument("--clock", choices=("cpu", "wall"), default=None,
                    help="latency clock (default: the profile's)")
     s.add_argument("--converter", choices=("direct", "litert-torch"), default=None,

@@ -4,10 +4,10 @@
 Tables are append-only CSV written one complete row per ``write`` call and
 fsynced, so a measurement killed at any moment leaves whole rows; a torn last line
 (no newline) is dropped on the next open. Reading validates the header and every
-row, and errors name the file and line. Also imports and exports the
-ProxylessNAS / Once-for-All LUT format (YAML-like text keyed by
-``expanded_conv-input:HxWxC-output:HxWxC-expand:e-kernel:k-stride:s-idskip:b``
-with ``count``, ``mean`` and ``var`` in ms).
+row, and errors name the file and line. This module also owns where tables live
+(:func:`table_path`), the reference-operator figures read from them and the
+project's one atomic file writer (:func:`write_atomic`); the ProxylessNAS /
+Once-for-All LUT format is in :mod:`surrogate.lut`.
 
 Clocks: ``median_ms`` is the latency under the row's ``clock`` (``cpu`` or
 ``wall``) and ``estimator`` (``median``, ``p25``, ``p10``, ``min`` per round, then
@@ -19,6 +19,7 @@ appending to one rewrites it once in the current format.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -26,10 +27,12 @@ import json
 import math
 import os
 import re
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
+
+import numpy as np
 
 from space.arch import LayerConfig
 
@@ -52,6 +55,13 @@ MODELS_COLUMNS = ["arch", "space", "source", "params", "madds"] + STAT_COLUMNS
 LEGACY_CLOCK, LEGACY_ESTIMATOR = "wall", "median"
 #: ``clock_diverged`` is 1 when |wall_ms / cpu_ms - 1| exceeds this
 CLOCK_DIVERGENCE = 0.10
+#: the reference operator re-timed in every chunk (``ref_ms``), to track drift across a table
+REFERENCE_OP = LayerConfig(op="mbconv", h=28, w=28, in_ch=40, out_ch=40, kernel=3, stride=1,
+                           expand=6, se=0.0, skip="identity", groups=1, act="relu")
+#: the shipped tables; ``$MNAS_TABLES_DIR`` replaces it
+DEFAULT_TABLES_DIR = Path(__file__).resolve().parents[1] / "data" / "latency_tables"
+TABLE_KINDS = ("ops", "models")
+_TAG = r"[A-Za-z0-9-]+"  # the optional ``_<tag>`` of a table file name
 
 _INT_COLS = {"h", "w", "in_ch", "out_ch", "kernel", "stride", "expand", "groups", "expand_divisor",
              "num_classes", "n_runs", "n_rounds", "params", "madds"}
@@ -235,19 +245,8 @@ class Table:
         if not self.is_legacy():
             return False
         rows = self.read(repair=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_csv_line(self.columns))
-                for r in rows:
-                    f.write(_csv_line([_fmt(r[c]) for c in self.columns]))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_atomic(self.path, b"".join([_csv_line(self.columns)] + [
+            _csv_line([_fmt(r[c]) for c in self.columns]) for r in rows]))
         return True
 
     def done_keys(self) -> set[str]:
@@ -310,22 +309,38 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON via a temporary file and ``os.replace``."""
+# -- the one atomic writer -------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer; on success fsynced, then renamed onto it.
+
+    The name (``.<name>.<pid>.<random>.tmp<suffix>``; ``suffix`` for writers that read
+    the format from it) is unique per process and call, so concurrent writers never
+    share one and readers see the old file or the new one, never a torn one. On an
+    exception the temporary file is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
-            f.flush()
+        yield tmp
+        with open(tmp, "rb") as f:  # whatever the writer closed is on disk before the rename
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    finally:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` (``str`` as UTF-8) to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def provenance_path(table_path: str | os.PathLike) -> Path:
@@ -337,10 +352,9 @@ def provenance_path(table_path: str | os.PathLike) -> Path:
 def table_kind(path: str | os.PathLike) -> str:
     """'ops' or 'models' from the file name (``<space>_ops.csv`` / ``<space>_models.csv``)."""
     name = Path(path).name
-    if re.search(r"_ops(_[A-Za-z0-9-]+)?\.csv$", name):
-        return "ops"
-    if re.search(r"_models(_[A-Za-z0-9-]+)?\.csv$", name):
-        return "models"
+    for kind in TABLE_KINDS:
+        if re.search(rf"_{kind}(_{_TAG})?\.csv$", name):
+            return kind
     raise TableError(f"{path}: expected a file named <space>_ops[_tag].csv or "
                      f"<space>_models[_tag].csv")
 
@@ -390,94 +404,103 @@ REQUIRED_PROVENANCE = ("profile", "space", "host", "settings", "created", "updat
                        "table_sha256")
 
 
-# -- ProxylessNAS / Once-for-All LUT format -------------------------------------------
-_LUT_KEY = re.compile(
-    r"^expanded_conv-input:(\d+)x(\d+)x(\d+)-output:(\d+)x(\d+)x(\d+)-expand:(\d+)-kernel:(\d+)"
-    r"-stride:(\d+)-idskip:([01])(?:-se:0-hs:0)?$")
-_ANY_LUT_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-input:\d+x\d+x\d+(-[A-Za-z_]+:[0-9x.]+)*$")
+# -- where tables live -----------------------------------------------------------------
+def tables_dir(path: str | os.PathLike | None = None) -> Path:
+    """Explicit path, else ``$MNAS_TABLES_DIR``, else the repository's ``data/latency_tables``."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("MNAS_TABLES_DIR")
+    return Path(env) if env else DEFAULT_TABLES_DIR
 
 
-def lut_key(row: Mapping) -> str | None:
-    """OFA key of an operator row (None for ops the format cannot express)."""
-    if row["op"] != "mbconv" or float(row["se"]) != 0.0 or int(row["groups"]) != 1 \
-            or row["residual"] == "pool":
+def table_path(profile: str, space: str, kind: str, root: str | os.PathLike | None = None,
+               tag: str | None = None) -> Path:
+    """``<root>/<profile>/<space>_<kind>[_<tag>].csv``; ``root`` defaults to :func:`tables_dir`."""
+    if kind not in TABLE_KINDS:
+        raise ValueError(f"table kind must be one of {', '.join(TABLE_KINDS)}, got {kind!r}")
+    if tag is not None and not re.fullmatch(_TAG, tag):
+        raise ValueError(f"table tag must be letters, digits and '-', got {tag!r}")
+    return tables_dir(root) / profile / f"{space}_{kind}{f'_{tag}' if tag else ''}.csv"
+
+
+# -- reference-operator figures --------------------------------------------------------
+def _provenance_of(path: str | os.PathLike) -> dict | None:
+    p = provenance_path(path)
+    try:
+        return json.loads(p.read_text()) if p.is_file() else None
+    except (OSError, ValueError):
         return None
-    out_h = (int(row["h"]) + 2 * (int(row["kernel"]) // 2) - int(row["kernel"])) // int(row["stride"]) + 1
-    return (f"expanded_conv-input:{row['h']}x{row['w']}x{row['in_ch']}"
-            f"-output:{out_h}x{out_h}x{row['out_ch']}-expand:{row['expand']}"
-            f"-kernel:{row['kernel']}-stride:{row['stride']}"
-            f"-idskip:{1 if row['residual'] == 'add' else 0}")
 
 
-def export_lut(rows: Iterable[Mapping]) -> tuple[str, int]:
-    """Rows -> OFA LUT text; returns (text, number of rows it could not express)."""
-    lines, skipped = [], 0
-    for r in rows:
-        k = lut_key(r)
-        if k is None:
-            skipped += 1
-            continue
-        n = int(r["n_runs"])
-        var = float(r["std_ms"]) ** 2
-        lines.append(f"{k}:\n  count: {n}\n  mean: {float(r['median_ms'])!r}\n  var: {var!r}\n")
-    return "".join(lines), skipped
+def reference_baseline(table: Table) -> float | None:
+    """Median reference-operator time over the rows a table already has (None: none)."""
+    if not table.path.exists():
+        return None
+    refs = [r["ref_ms"] for r in table.read() if np.isfinite(r.get("ref_ms", np.nan))]
+    return float(np.median(refs)) if refs else None
 
 
-def parse_lut(text: str, source: str = "<lut>") -> dict[str, dict]:
-    """OFA LUT text (the YAML subset those files use) -> ``{key: {count, mean, var}}``."""
-    out: dict[str, dict] = {}
-    cur = None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if not line.startswith((" ", "\t")):
-            key = line.rstrip().rstrip(":").strip()
-            if not _ANY_LUT_KEY.match(key):
-                raise TableError(f"{source}:{lineno}: not a LUT key such as "
-                                 f"'expanded_conv-input:HxWxC-output:...': {key[:80]!r}")
-            if key in out:
-                raise TableError(f"{source}:{lineno}: duplicate LUT key {key!r}")
-            cur = out.setdefault(key, {})
-            continue
-        if cur is None:
-            raise TableError(f"{source}:{lineno}: value before any key")
-        name, _, val = line.strip().partition(":")
-        if name not in ("count", "mean", "var"):
-            raise TableError(f"{source}:{lineno}: unknown LUT field {name!r} (count, mean, var)")
-        try:
-            cur[name] = int(val) if name == "count" else float(val)
-        except ValueError:
-            raise TableError(f"{source}:{lineno}: {name} must be a number, got {val.strip()!r}") from None
-    for k, v in out.items():
-        if set(v) != {"count", "mean", "var"}:
-            raise TableError(f"{source}: entry {k!r} lacks {sorted({'count', 'mean', 'var'} - set(v))}")
-    return out
+def reference_base(table: Table, clock: str, estimator: str) -> float | None:
+    """The base of a reference-paired table: its own, else its profile folder's (None: new).
 
-
-def lut_to_rows(lut: Mapping[str, Mapping], act: str = "relu") -> list[dict]:
-    """OFA LUT ``expanded_conv`` entries -> operator-table rows (MBConv, no SE, groups 1).
-
-    Other entries (``Conv``, ``Conv_1``, ``AvgPool2D``, ``Logits``, SE or h-swish
-    variants) have no operator-table equivalent and are left out; compare
-    ``len(lut)`` with the result to see how many.
+    A table keeps the base it started with (its provenance's ``reference_base_ms``);
+    a new one takes the row-weighted median base of the folder's tables timed with
+    the same clock and estimator, so operator and network tables share one scale.
     """
-    rows = []
-    for key, v in lut.items():
-        m = _LUT_KEY.match(key)
-        if not m:
+    base = (_provenance_of(table.path) or {}).get("reference_base_ms")
+    if base:
+        return float(base)
+    return _weighted_median_over(table.path.parent, "reference_base_ms", clock, estimator)
+
+
+def _weighted_median_over(directory: Path, field: str, clock: str | None,
+                          estimator: str | None) -> float | None:
+    """Row-weighted median of one provenance figure over a profile folder (None: none)."""
+    meds, weights = [], []
+    for prov in sorted(Path(directory).glob("*.provenance.json")):
+        try:
+            p = json.loads(prov.read_text())
+            value = p[field]
+            med = float(value["median"] if isinstance(value, dict) else value)
+            rows = int(p.get("rows") or 0)
+        except (OSError, ValueError, KeyError, TypeError):
             continue
-        h, w, cin, _, _, cout, e, k, s, skip = (int(x) for x in m.groups())
-        res = "add" if skip and s == 1 and cin == cout else "none"
-        lc = LayerConfig(op="mbconv", h=h, w=w, in_ch=cin, out_ch=cout, kernel=k, stride=s,
-                         expand=e, se=0.0, skip="identity" if res == "add" else "none", groups=1,
-                         act=act)
-        std = math.sqrt(max(float(v["var"]), 0.0))
-        mean = float(v["mean"])
-        rows.append({**op_row_key(lc), "median_ms": mean, "wall_ms": mean, "cpu_ms": math.nan,
-                     "clock": LEGACY_CLOCK, "estimator": LEGACY_ESTIMATOR, "clock_diverged": False,
-                     "mean_ms": mean, "std_ms": std,
-                     "p10_ms": math.nan, "p90_ms": math.nan, "iqr_ms": math.nan,
-                     "cv": std / mean if mean > 0 else math.nan, "rel_spread": math.nan,
-                     "n_runs": int(v["count"]), "n_rounds": 1, "remeasured": False,
-                     "ref_ms": math.nan, "measured_at": "imported"})
-    return rows
+        if clock is not None and p.get("clock", LEGACY_CLOCK) != clock:
+            continue
+        if estimator is not None and p.get("estimator", LEGACY_ESTIMATOR) != estimator:
+            continue
+        if p.get("reference_op") == REFERENCE_OP.key() and med > 0 and rows > 0:
+            meds.append(med)
+            weights.append(rows)
+    if not meds:
+        return None
+    order = np.argsort(meds)
+    cum = np.cumsum(np.asarray(weights, dtype=float)[order])
+    return float(np.asarray(meds)[order][np.searchsorted(cum, cum[-1] / 2)])
+
+
+def profile_reference_baseline(directory: str | os.PathLike, clock: str | None = None,
+                               estimator: str | None = None) -> float | None:
+    """The host's usual reference-operator time over every table of one profile folder.
+
+    Row-weighted median of the per-table reference medians recorded in the
+    provenance files (same reference operator only; with ``clock``/``estimator``
+    only tables timed so, a provenance without them counting as wall/median). A
+    new table's first chunk may fall in a slow episode of the host; judging drift
+    against this pooled figure keeps such a chunk from becoming the table's
+    yardstick. None: no table yet.
+    """
+    return _weighted_median_over(Path(directory), "reference_ms", clock, estimator)
+
+
+def table_timing(path: str | os.PathLike) -> dict:
+    """How a table was timed, from its provenance: ``clock``, ``estimator``, ``reference_base_ms``.
+
+    Legacy provenance (no clock) reads as wall/median; missing or unreadable file: empty dict.
+    """
+    prov = _provenance_of(path)
+    if prov is None:
+        return {}
+    return {"clock": prov.get("clock") or LEGACY_CLOCK,
+            "estimator": prov.get("estimator") or LEGACY_ESTIMATOR,
+            "reference_base_ms": prov.get("reference_base_ms")}

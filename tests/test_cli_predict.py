@@ -116,7 +116,7 @@ def test_every_shipped_table_pair_has_a_current_shipped_predictor():
     import numpy as np
 
     from space.spaces import get_space
-    from surrogate.measure.jobs import tables_dir
+    from surrogate.tables import tables_dir
     from surrogate.predict.optable import OpTable
     from surrogate.predict.persist import load_predictor
     from surrogate.predict.workflow import default_predictor_dir

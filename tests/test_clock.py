@@ -14,7 +14,7 @@ import pytest
 
 from space.arch import LayerConfig
 from surrogate.measure import timing
-from surrogate.measure.clocks import ESTIMATORS, RunTimes, as_run_times, estimate
+from surrogate.measure.clocks import RAW_ESTIMATORS, RunTimes, as_run_times, estimate
 from surrogate.measure.profiles import PROFILES, DeviceProfile, get_profile
 from surrogate.measure.repeatability import compare_passes, item_latency, pick_estimator
 from surrogate.tables import (CLOCK_DIVERGENCE, OPS_COLUMNS, Table, TableError, clock_diverged,
@@ -70,7 +70,7 @@ def test_summarize_per_round_estimator_then_median_over_rounds():
     rounds = [RunTimes(np.array([2.0, 3.0, 4.0, 9.0]), np.array([1.0, 1.5, 2.0, 2.5])),
               RunTimes(np.array([2.2, 3.0, 5.0, 9.0]), np.array([1.1, 1.4, 2.0, 2.6])),
               RunTimes(np.array([9.0, 9.0, 9.0, 9.0]), np.array([1.0, 1.6, 2.0, 2.4]))]
-    for est in ESTIMATORS:
+    for est in RAW_ESTIMATORS:
         r = timing.summarize("x", rounds, clock="cpu", estimator=est)
         per_round_cpu = [estimate(rt.cpu_ms, est) for rt in rounds]
         per_round_wall = [estimate(rt.wall_ms, est) for rt in rounds]
@@ -119,7 +119,9 @@ def test_settings_and_profile_clock_validation():
         timing.MeasureSettings(estimator="mean")
     with pytest.raises(ValueError, match="MeasureSettings.clock"):
         timing.MeasureSettings(clock="gpu")
-    assert timing.MeasureSettings().estimator == timing.DEFAULT_ESTIMATOR == "min"  # bench/clock_estimator.py
+    assert timing.MeasureSettings().latency_estimator == timing.DEFAULT_ESTIMATOR == "min"  # bench/clock_estimator.py
+    assert timing.MeasureSettings().estimator is None  # table jobs take the profile's
+    assert get_profile("cpu-litert").estimator == "min+ref" and get_profile("android-adb").estimator == "min"
     assert {n: p.clock for n, p in PROFILES.items()} == {
         "cpu-litert": "cpu", "cpu-onnxruntime": "cpu", "cpu-torch": "cpu", "cuda-torch": "wall",
         "android-adb": "wall"}
@@ -152,7 +154,7 @@ def test_repeatability_helpers_and_pick_rule():
 def _ort_runner(tmp_path):
     from space.build import build_op, op_input_shape
     from surrogate.measure.export import ExportCache
-    from surrogate.measure.runners import make_runner
+    from surrogate.measure.profiles import make_runner
 
     r = make_runner("cpu-onnxruntime", ExportCache(tmp_path))
     return r, build_op, op_input_shape
@@ -174,7 +176,7 @@ def test_ort_runner_records_both_clocks_and_they_agree_on_a_quiet_core(tmp_path)
 def test_litert_runner_records_both_clocks(tmp_path):  # < 1 s with the in-house .tflite writer
     from space.build import build_op, op_input_shape
     from surrogate.measure.export import ExportCache
-    from surrogate.measure.runners import make_runner
+    from surrogate.measure.profiles import make_runner
 
     r = make_runner("cpu-litert", ExportCache(tmp_path))
     h = r.load(build_op(SMALL), op_input_shape(SMALL))
@@ -291,7 +293,8 @@ def test_legacy_tables_read_as_wall_median_and_upgrade_on_append(tmp_path):
 
 @needs_ort
 def test_job_rows_keep_both_clocks_and_refuse_mixing(tmp_path):
-    from surrogate.measure.jobs import profile_reference_baseline, measure_ops
+    from surrogate.measure.jobs import measure_ops
+    from surrogate.tables import profile_reference_baseline
 
     kw = dict(out_dir=tmp_path, chunk=2, cache_dir=tmp_path / "c", progress=False)
     s = timing.MeasureSettings(warmup=1, runs=5, rounds=2, estimator="median")

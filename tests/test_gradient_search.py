@@ -1,4 +1,4 @@
-"""The relaxed gradient search (search.gradient): differentiable surrogates, the
+"""The relaxed gradient search (search.controllers.gradient): differentiable surrogates, the
 relaxed objective, the controller, checkpoints and the ``mnas search`` path."""
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ torch = pytest.importorskip("torch")
 optuna = pytest.importorskip("optuna")
 
 from space import get_space  # noqa: E402
-from search.gradient import (DistilledMLP, GradientController, RelaxedFeatures,  # noqa: E402
-                             distill_accuracy, grouped_softmax, relaxed_latency)
+from search.controllers import GradientController  # noqa: E402
+from search.controllers.relaxation import grouped_softmax  # noqa: E402
+from surrogate.predict.differentiable import RelaxedFeatures  # noqa: E402
+from surrogate.predict.distill import DistilledMLP, distill_accuracy  # noqa: E402
+from surrogate.predict.relaxed import relaxed_latency  # noqa: E402
 from surrogate.predict.workflow import default_predictor_dir  # noqa: E402
 
 SHIPPED = default_predictor_dir("cpu-litert", "anb")
@@ -163,6 +166,23 @@ def test_hard_reward_chains_and_checkpoint_resume_is_exact(tmp_path):
     _, other = _toy_controller(chains=2)
     with pytest.raises(ValueError, match="chains"):
         other.load(tmp_path / "c.pt")
+
+
+def test_checkpoint_with_the_old_adam_moments_resumes(tmp_path):
+    """Checkpoints from before torch.optim.Adam hold the moments as {"m", "v", "t"}."""
+    _, a = _toy_controller(seed=3, chains=2)
+    a.propose(4)
+    a.save(tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=False)
+    adam = state["opt"]["state"][0]
+    state["opt"] = {"m": [adam["exp_avg"]], "v": [adam["exp_avg_sq"]], "t": int(adam["step"])}
+    torch.save(state, tmp_path / "old.pt")
+    _, b = _toy_controller(seed=3, chains=2)
+    assert b.load(tmp_path / "old.pt")
+    got = b.opt.state_dict()["state"][0]
+    assert got["step"] == adam["step"] and torch.equal(got["exp_avg_sq"], adam["exp_avg_sq"])
+    assert torch.equal(got["exp_avg"], adam["exp_avg"])
+    assert a.propose(6) == b.propose(6)
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -26,7 +26,7 @@ def test_measure_host_tables_predictor_and_resume(tmp_path, monkeypatch):
     ops = Table.ops(home / "latency_tables" / "cpu-litert" / "nasbench-macro_ops.csv").read()
     nets = Table.models(home / "latency_tables" / "cpu-litert" / "nasbench-macro_models.csv").read()
     assert len(ops) == res.ops == 17 and len(nets) == res.networks == 4
-    assert {(r["clock"], r["estimator"]) for r in ops + nets} == {("cpu", "min")}
+    assert {(r["clock"], r["estimator"]) for r in ops + nets} == {("cpu", "min+ref")}
     prov = json.loads((home / "latency_tables" / "cpu-litert" / "nasbench-macro_ops.provenance.json").read_text())
     assert prov["sessions"][-1]["host"]["host_id"] == res.host_id
     assert prov["sessions"][-1]["converter"] == "direct"

@@ -15,8 +15,8 @@ import pytest
 
 from surrogate.measure import adb, timing
 from surrogate.measure.export import ExportCache, module_fingerprint, normalize_shape
-from surrogate.measure.profiles import PROFILES, DeviceProfile, get_profile
-from surrogate.measure.runners import make_runner, pin_process, pinned
+from surrogate.measure.profiles import PROFILES, DeviceProfile, get_profile, make_runner
+from surrogate.measure.pinning import pin_process, pinned
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 

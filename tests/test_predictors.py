@@ -62,7 +62,7 @@ def test_table_sum_equals_sum_over_ops(table):
 
 def test_calibrated_predictors_stay_positive_when_extrapolating(table):
     """A line through two large networks' timings crosses zero before the smallest ones."""
-    from search.gradient import relaxed_latency
+    from surrogate.predict.relaxed import relaxed_latency
 
     sp = get_space(SPACE)
     idx = np.array(list(sp.enumerate()))

@@ -340,10 +340,11 @@ def test_anb_loads_offline(anb_obj, monkeypatch):
 
 
 def test_anb_test_split_tau_recomputed(anb_obj, anb_csv):
-    from search.accuracy import _sha256, anb_split, load_anb_csv, regression_metrics
+    from search.accuracy import anb_split, load_anb_csv, regression_metrics
+    from surrogate.tables import file_sha256
 
     idx, y, _ = load_anb_csv(anb_csv)
-    assert _sha256(anb_csv) == anb_obj.meta["data"]["sha256"]
+    assert file_sha256(anb_csv) == anb_obj.meta["data"]["sha256"]
     _, _, te = anb_split(idx, anb_obj.meta["split"]["seed"])
     assert te.size == anb_obj.meta["split"]["n_test"]
     pred = anb_obj._evaluate(idx[te])

@@ -15,7 +15,7 @@ optuna = pytest.importorskip("optuna")
 from space import get_space  # noqa: E402
 from search.controllers import EvolutionController, PPOController, RandomController  # noqa: E402
 from search.sweep import SweepConfig, open_storage, run_sweep  # noqa: E402
-from surrogate.measure.jobs import tables_dir  # noqa: E402
+from surrogate.tables import tables_dir  # noqa: E402
 from surrogate.predict.estimators import TableSum  # noqa: E402
 from surrogate.predict.optable import OpTable  # noqa: E402
 from surrogate.predict.persist import save_predictor  # noqa: E402

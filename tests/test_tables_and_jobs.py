@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from space import get_space
-from surrogate.tables import (Table, TableError, export_lut, lut_to_rows, op_row_key,
-                              parse_lut, validate_table)
+from surrogate.lut import export_lut, lut_to_rows, parse_lut
+from surrogate.tables import Table, TableError, op_row_key, validate_table
 
 REAL_LUT = """\
 Conv-input:224x224x3-output:112x112x32:
@@ -318,7 +318,7 @@ def test_measure_cli_bad_input():
 def test_profile_reference_baseline_pools_the_profiles_tables(tmp_path):
     """The drift guard's yardstick: row-weighted median over the profile's provenance files,
     so a new table whose first chunk fell in a slow spell is still judged by the usual time."""
-    from surrogate.measure.jobs import REFERENCE_OP, profile_reference_baseline
+    from surrogate.tables import REFERENCE_OP, profile_reference_baseline
 
     assert profile_reference_baseline(tmp_path) is None
 

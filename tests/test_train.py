@@ -21,7 +21,8 @@ from PIL import Image  # noqa: E402
 from search.train import (EMA, ImageFolderDataset, ResumableDistributedSampler,  # noqa: E402
                           RMSpropTF, TrainConfig, Trainer, holdout_split, image_folder_splits,
                           lr_at, make_optimizer, make_scheduler, param_groups, set_bn, train)
-from search.train.proxy import ProxyCache, proxy_accuracy  # noqa: E402
+from search.accuracy import JsonlCache  # noqa: E402
+from search.accuracy.proxy import proxy_accuracy  # noqa: E402
 from space import format_arch, resolve_arch  # noqa: E402
 from space.build import build_model  # noqa: E402
 
@@ -470,7 +471,7 @@ def test_proxy_accuracy_is_cached_by_canonical_arch(small_root, tmp_path, monkey
     # a torn last line is skipped, and the next append is fenced off from it
     with open(files[0], "a") as f:
         f.write('{"arch": "r1_k3_s11_e1_i32_o16", "accur')
-    cache = ProxyCache(files[0])
+    cache = JsonlCache(files[0])
     assert set(cache.load()) == {rec["arch"]}
     cache.append({"arch": "x", "accuracy": 0.5})
     with pytest.warns(UserWarning, match="unreadable line 2"):
@@ -487,7 +488,7 @@ def test_proxy_train_is_an_accuracy_objective(small_root, tmp_path, monkeypatch)
         seen.append(format_arch(arch))
         return 0.25
 
-    monkeypatch.setattr("search.train.proxy.proxy_accuracy", fake)
+    monkeypatch.setattr("search.accuracy.proxy.proxy_accuracy", fake)
     assert obj("mnasnet-a1") == 0.25 and obj("mnasnet-a1") == 0.25
     assert len(seen) == 1 and obj.fingerprint.startswith("proxy_")
     with pytest.raises(ValueError, match="needs"):

@@ -1,5 +1,8 @@
 """Training of architectures: the MnasNet recipe, image-folder data, DDP, proxy training.
 
+Proxy *accuracy* (cached, as a search objective) is :mod:`search.accuracy.proxy`,
+which imports this package; this package never imports ``search.accuracy``.
+
 Names are loaded on first use (PEP 562), so ``search.train.cli`` -- imported by the
 ``mnas`` root command -- stays free of torch until ``mnas train`` runs::
 
@@ -16,7 +19,7 @@ _EXPORTS = {
              "ResumableDistributedSampler", "ShardSampler", "holdout_split", "image_folder_splits",
              "list_images", "normalization_constants", "normalize"),
     "loop": ("Trainer", "train"),
-    "proxy": ("ProxyCache", "proxy_accuracy", "proxy_config"),
+    "proxy": ("proxy_config", "proxy_train"),
     "recipe": ("EMA", "RMSpropTF", "TrainConfig", "lr_at", "make_optimizer", "make_scheduler",
                "param_groups", "peak_lr", "set_bn"),
 }

@@ -1,4 +1,4 @@
-"""The training loop: recipe, data parallelism, checkpoints, resume, metrics.
+"""The training loop: the :class:`Trainer` (epochs, steps, evaluation, DDP) and :func:`train`.
 
 One process per device. Under ``torchrun`` (``WORLD_SIZE > 1`` in the environment)
 the process group is initialised from the environment (NCCL on CUDA, gloo on CPU)
@@ -18,15 +18,13 @@ floating-point tolerance where kernels are non-deterministic).
 Files in ``out_dir``: ``checkpoint.pt`` (latest, every ``ckpt_every_steps`` and
 every epoch), ``metrics.csv`` / ``metrics.json`` (one row per epoch),
 ``report.json`` (final or last state) and ``final.pt`` (model + EMA weights).
-All are written to a temporary file and moved into place.
+All are written to a temporary file and moved into place. What a checkpoint holds
+and how it is checked on resumption is :mod:`search.train.checkpoint`; the
+metrics and report files are :mod:`search.train.report`.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
-import random
 import signal
 import sys
 import threading
@@ -34,89 +32,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from space import Arch, format_arch, resolve_arch
+from space import Arch, resolve_arch
 from space.build import build_model
 
+from .checkpoint import (CHECKPOINT, CHECKPOINT_FORMAT, CheckpointMixin, atomic_torch_save,
+                         atomic_write_text, step_seed)
 from .data import (ImageFolderDataset, ImageSplits, ResumableDistributedSampler, ShardSampler,
                    image_folder_splits, normalization_constants, normalize)
-from .recipe import EMA, TrainConfig, lr_at, make_optimizer, make_scheduler, peak_lr, set_bn
+from .recipe import EMA, TrainConfig, lr_at, make_optimizer, make_scheduler, set_bn
+from .report import METRIC_COLUMNS, ReportMixin
 
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
-METRIC_COLUMNS = ("epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1",
-                  "val_top5", "ema_val_loss", "ema_top1", "ema_top5", "images_per_s",
-                  "epoch_time_s", "eval_time_s")
-# Settings that may change between a checkpoint and its resumption.
-_RESUMABLE_CHANGES = frozenset({"epochs", "num_workers", "ckpt_every_steps", "eval_every"})
 _STOP_CHECK_EVERY = 10  # steps between agreeing on a stop request across ranks
 
 
 # -- small helpers ---------------------------------------------------------------------
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    _atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    _atomic_write_bytes(Path(path), text.encode("utf-8"))
-
-
-def _step_seed(seed: int, rank: int, step: int) -> int:
-    return int(np.random.SeedSequence([seed, rank, step, 0x44524F50]).generate_state(1)[0])
-
-
-def _rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
-             "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["gauss"]))
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _worker_init(_: int) -> None:
     # Ctrl-C / SIGTERM are handled by the training process, which stops cleanly;
     # loader workers must not die under it mid-batch.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
 
 
 def _resolve_device(device: str | torch.device | None, local_rank: int) -> torch.device:
@@ -133,7 +71,7 @@ def _resolve_device(device: str | torch.device | None, local_rank: int) -> torch
     return dev
 
 
-class Trainer:
+class Trainer(CheckpointMixin, ReportMixin):
     """Train one architecture on an image-folder dataset with :class:`TrainConfig`.
 
     ``data`` is a folder with ``train/`` and ``val/`` or an :class:`ImageSplits`
@@ -236,86 +174,6 @@ class Trainer:
         if resume:
             self._maybe_resume()
 
-    # -- checkpoints -----------------------------------------------------------------------
-    @property
-    def checkpoint_path(self) -> Path:
-        """Where the rolling checkpoint of this run lives."""
-        return self.out_dir / CHECKPOINT
-
-    def state_dict(self) -> dict:
-        """Everything a checkpoint holds."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "arch": format_arch(self.arch),
-            "classes": list(self.splits.classes),
-            "config": self.cfg.to_dict(),
-            "world_size": self.world_size,
-            "global_batch": self.global_batch,
-            "steps_per_epoch": self.steps_per_epoch,
-            "step": self.step,
-            "epoch": self.epoch,
-            "step_in_epoch": self.step_in_epoch,
-            "sampler": {"seed": self.sampler.seed, "epoch": self.epoch,
-                        "position": self.step_in_epoch * self.cfg.batch_size},
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "running": dict(self._running),
-            "history": list(self.history),
-            "train_time_s": self.train_time_s,
-            "rng": _rng_state(),
-        }
-
-    def save_checkpoint(self) -> Path | None:
-        """Write ``checkpoint.pt`` atomically (rank 0 only); returns its path there."""
-        self._sync_buffers()
-        self._saved_step = self.step
-        if not self.is_main:
-            return None
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(self.state_dict(), self.checkpoint_path)
-        return self.checkpoint_path
-
-    def _maybe_resume(self) -> None:
-        path = self.checkpoint_path
-        if not path.is_file():
-            return
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-            raise ValueError(f"cannot read checkpoint {path}: {exc}; delete it or use another "
-                             f"output folder") from None
-        if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a checkpoint of this trainer (format {CHECKPOINT_FORMAT})")
-        if ck["arch"] != format_arch(self.arch):
-            raise ValueError(f"{path} holds a checkpoint of another architecture ({ck['arch']}); "
-                             f"use another output folder or turn resume off")
-        old, new = ck["config"], self.cfg.to_dict()
-        diff = sorted(k for k in new if k not in _RESUMABLE_CHANGES and old.get(k) != new[k])
-        if diff:
-            raise ValueError(f"{path} was written with other settings ({', '.join(diff)}); "
-                             f"use the same settings, another output folder, or turn resume off")
-        if ck["global_batch"] != self.global_batch or ck["steps_per_epoch"] != self.steps_per_epoch:
-            raise ValueError(f"{path} was written with global batch {ck['global_batch']} and "
-                             f"{ck['steps_per_epoch']} steps per epoch; this run has "
-                             f"{self.global_batch} and {self.steps_per_epoch}")
-        if list(ck["classes"]) != list(self.splits.classes):
-            raise ValueError(f"{path} was trained on other classes than {self.splits.source}")
-        self.model.load_state_dict(ck["model"])
-        self.ema.load_state_dict(ck["ema"])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        self.scheduler.load_state_dict(ck["scheduler"])
-        self.scaler.load_state_dict(ck["scaler"])
-        self.step, self.epoch = int(ck["step"]), int(ck["epoch"])
-        self.step_in_epoch = int(ck["step_in_epoch"])
-        self._running = {k: float(v) for k, v in ck["running"].items()}
-        self.history = [dict(r) for r in ck["history"]]
-        self.train_time_s = float(ck["train_time_s"])
-        _set_rng_state(ck["rng"])
-        self.resumed_from = self.step
-
     # -- distributed helpers -------------------------------------------------------------
     def _sync_buffers(self) -> None:
         """Give every rank rank 0's BN statistics (model and EMA)."""
@@ -345,7 +203,7 @@ class Trainer:
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer update; returns the (detached) loss and the correct-prediction count."""
-        torch.manual_seed(_step_seed(self.cfg.seed, self.rank, self.step))
+        torch.manual_seed(step_seed(self.cfg.seed, self.rank, self.step))
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         x = normalize(images, channels_last=self.channels_last, mean=self._mean, std=self._std)
@@ -395,22 +253,6 @@ class Trainer:
         module.train(was_training)
         loss_sum, top1, top5, n = self._all_sum([loss_sum.item(), top1.item(), top5.item(), float(n)])
         return {"loss": loss_sum / n, "top1": top1 / n, "top5": top5 / n, "n": int(n)}
-
-    # -- files ---------------------------------------------------------------------------
-    def _write_metrics(self) -> None:
-        if not self.is_main:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(METRIC_COLUMNS)
-        for row in self.history:
-            w.writerow([_fmt(row.get(c)) for c in METRIC_COLUMNS])
-        atomic_write_text(self.out_dir / "metrics.csv", buf.getvalue())
-        doc = {"arch": format_arch(self.arch), "config": self.cfg.to_dict(),
-               "world_size": self.world_size, "global_batch": self.global_batch,
-               "steps_per_epoch": self.steps_per_epoch, "epochs": self.history}
-        atomic_write_text(self.out_dir / "metrics.json", json.dumps(doc, indent=1) + "\n")
 
     # -- the loop ------------------------------------------------------------------------
     def _install_signals(self) -> dict:
@@ -571,55 +413,6 @@ class Trainer:
         self._write_metrics()
         self.save_checkpoint()
 
-    def _report(self, status: str, wall_s: float) -> dict:
-        last = self.history[-1] if self.history else {}
-        final = {}
-        if status == "completed":
-            if "val_top1" not in last or last.get("epoch") != self.epoch:
-                self._sync_buffers()
-                raw, ema = self.evaluate(self.model), self.evaluate(self.ema.module)
-                final = {"val_loss": raw["loss"], "val_top1": raw["top1"], "val_top5": raw["top5"],
-                         "ema_top1": ema["top1"], "ema_top5": ema["top5"]}
-            else:
-                final = {k: last[k] for k in ("val_loss", "val_top1", "val_top5", "ema_top1", "ema_top5")}
-        else:
-            final = {k: last.get(k) for k in ("val_loss", "val_top1", "val_top5", "ema_top1", "ema_top5")}
-        images = self.step * self.global_batch
-        report = {
-            "status": status,
-            "arch": format_arch(self.arch),
-            "arch_name": self.arch_requested.name,
-            "num_classes": self.arch.num_classes,
-            "data": self.splits.source,
-            "n_train": len(self.train_set), "n_val": len(self.val_set),
-            "epochs": self.epoch, "epochs_planned": self.cfg.epochs, "steps": self.step,
-            "top1": final["val_top1"], "top5": final["val_top5"],
-            "top1_ema": final["ema_top1"], "top5_ema": final["ema_top5"],
-            "val_loss": final["val_loss"],
-            "train_loss_first": self.history[0]["train_loss"] if self.history else None,
-            "train_loss_last": last.get("train_loss"),
-            "images_per_s": images / self.train_time_s if self.train_time_s > 0 else None,
-            "train_time_s": self.train_time_s,
-            "wall_time_s": wall_s,
-            "world_size": self.world_size, "global_batch": self.global_batch,
-            "steps_per_epoch": self.steps_per_epoch,
-            "peak_lr": peak_lr(self.cfg, self.global_batch),
-            "device": str(self.device), "amp": self.amp, "channels_last": self.channels_last,
-            "resumed_from_step": self.resumed_from,
-            "out_dir": str(self.out_dir),
-            "config": self.cfg.to_dict(),
-        }
-        self._sync_buffers()
-        if self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out_dir / "report.json",
-                              json.dumps(report, indent=1, default=float) + "\n")
-            if status == "completed":
-                atomic_torch_save({"arch": format_arch(self.arch), "classes": list(self.splits.classes),
-                                   "model": self.model.state_dict(),
-                                   "ema": self.ema.module.state_dict()}, self.out_dir / "final.pt")
-        return report
-
     def close(self) -> None:
         """Tear down the process group if this trainer created it."""
         if self._owns_group and dist.is_initialized():
@@ -644,4 +437,5 @@ def train(arch: Arch | str, data_dir: str | os.PathLike | ImageSplits, cfg: Trai
         trainer.close()
 
 
-__all__ = ["Trainer", "train", "atomic_torch_save", "atomic_write_text", "METRIC_COLUMNS"]
+__all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "METRIC_COLUMNS", "Trainer", "atomic_torch_save",
+           "atomic_write_text", "train"]

@@ -5,10 +5,13 @@ litert-torch, ai-edge-litert and onnxruntime are imported inside the
 functions that need them.
 """
 
-from .export import ExportCache, ExportResult, convert_many, default_cache_dir, export_onnx, export_tflite
-from .profiles import DEFAULT_PROFILE, PROFILES, DeviceProfile, get_profile
-from .runners import LoadedModel, Runner, make_runner, pin_process, pinned, tune_glibc_malloc
+from .backends import BACKENDS, Backend, get_backend
 from .clocks import DEFAULT_ESTIMATOR, ESTIMATORS, RunTimes, estimate
+from .export import (ConversionPool, ExportCache, ExportResult, convert_many, default_cache_dir, export_onnx,
+                     export_tflite)
+from .pinning import pin_process, pinned, tune_glibc_malloc
+from .profiles import DEFAULT_PROFILE, PROFILES, DeviceProfile, get_profile, make_runner
+from .runner_base import LoadedModel, Runner
 from .timing import ItemResult, MeasureReport, MeasureSettings, measure, summarize
 
 __all__ = [
@@ -16,11 +19,15 @@ __all__ = [
     "PROFILES",
     "DeviceProfile",
     "get_profile",
+    "Backend",
+    "BACKENDS",
+    "get_backend",
     "ExportCache",
     "ExportResult",
     "default_cache_dir",
     "export_tflite",
     "export_onnx",
+    "ConversionPool",
     "convert_many",
     "LoadedModel",
     "Runner",

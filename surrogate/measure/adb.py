@@ -19,22 +19,24 @@ is not exercised on hardware here.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .export import ExportCache, export_tflite
-from .profiles import DeviceProfile, resolve_adb_serial
-from .runners import LoadedModel, Runner
-from .timing import RunTimes
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+from .clocks import RunTimes
+from .export import ExportCache
+from .runner_base import FileRunner, LoadedModel, RunnerProfile
 
 __all__ = [
+    "ADB_SERIAL_ENV_VARS",
+    "resolve_adb_serial",
+    "adb_available",
     "REMOTE_DIR",
     "BENCHMARK_BINARY",
     "Executor",
@@ -50,8 +52,58 @@ __all__ = [
 
 REMOTE_DIR = "/data/local/tmp/mnas"
 BENCHMARK_BINARY = "/data/local/tmp/benchmark_model"
+# Environment variables an ``android-adb`` run reads for the phone's serial
+# (ours first, then adb's own).
+ADB_SERIAL_ENV_VARS: tuple[str, ...] = ("MNAS_ADB_SERIAL", "ANDROID_SERIAL")
 
 Executor = Callable[[Sequence[str]], tuple[int, str]]
+
+
+def resolve_adb_serial(serial: str | None = None) -> str | None:
+    """Serial from the argument, else MNAS_ADB_SERIAL, else ANDROID_SERIAL, else None."""
+    if serial:
+        return serial
+    for var in ADB_SERIAL_ENV_VARS:
+        if os.environ.get(var):
+            return os.environ[var]
+    return None
+
+
+def adb_available(serial: str | None = None, executor: Executor | None = None) -> tuple[bool, str]:
+    """Whether ``adb devices`` shows the phone to time on (``serial``, else the only one)."""
+    if executor is None:
+        if shutil.which("adb") is None:
+            return False, "adb is not on PATH (no phone attached to this machine)"
+        executor = _quick_executor
+    try:
+        rc, out = executor(["adb", "devices"])
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, f"adb devices failed: {exc}"
+    if rc != 0:
+        return False, f"adb devices exited {rc}: {out.strip()[:200]}"
+    devices = [
+        line.split()[0]
+        for line in out.splitlines()[1:]
+        if line.strip() and len(line.split()) >= 2 and line.split()[1] == "device"
+    ]
+    if not devices:
+        return False, "adb sees no device in state 'device'"
+    want = resolve_adb_serial(serial)
+    if want is None:
+        if len(devices) > 1:
+            return False, (
+                f"{len(devices)} devices attached ({', '.join(devices)}); choose one with "
+                f"--serial or {ADB_SERIAL_ENV_VARS[0]}"
+            )
+        return True, f"device {devices[0]}"
+    if want not in devices:
+        return False, f"device {want!r} not attached (attached: {', '.join(devices)})"
+    return True, f"device {want}"
+
+
+def _quick_executor(cmd: Sequence[str]) -> tuple[int, str]:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=30, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def core_mask(cores: int | Sequence[int]) -> str:
@@ -263,7 +315,7 @@ def _parse_cpu_range(text: str) -> list[int]:
     return cores
 
 
-class AdbRunner(Runner):
+class AdbRunner(FileRunner):
     """Pushes .tflite files and runs ``benchmark_model`` through an injectable executor.
 
     ``time`` returns one value per call (the tool's median, or mean on older
@@ -273,17 +325,18 @@ class AdbRunner(Runner):
 
     def __init__(
         self,
-        profile: DeviceProfile,
+        profile: RunnerProfile,
         cache: ExportCache | None = None,
         seed: int = 0,
         *,
+        export_options: Mapping[str, Any] | None = None,
         serial: str | None = None,
         executor: Executor | None = None,
         core: int = -1,
         binary: str = BENCHMARK_BINARY,
         remote_dir: str = REMOTE_DIR,
     ) -> None:
-        super().__init__(profile, cache, seed)
+        super().__init__(profile, cache, seed, export_options=export_options)
         self.serial = resolve_adb_serial(serial)
         self.executor: Executor = executor or _subprocess_executor
         self.core = core
@@ -321,18 +374,17 @@ class AdbRunner(Runner):
             info[key] = self._exec([*adb_prefix(self.serial), "shell", "getprop", prop]).strip()
         return info
 
-    def _load(self, module: "torch.nn.Module", shape: tuple[int, ...], name: str) -> LoadedModel:
-        res = export_tflite(module, shape, self.cache, nhwc=self.profile.layout == "NHWC")
-        remote = f"{self.remote_dir}/{res.path.name}"
+    def _open(self, path: Path, shape: tuple[int, ...], name: str) -> LoadedModel:
+        """Push the .tflite to the phone (once); the handle is its remote path."""
+        remote = f"{self.remote_dir}/{path.name}"
         if not self._dir_made:
             self._exec([*adb_prefix(self.serial), "shell", "mkdir", "-p", self.remote_dir])
             self._dir_made = True
         if remote not in self._pushed:
-            self._exec(push_command(str(res.path), remote, self.serial))
+            self._exec(push_command(str(path), remote, self.serial))
             self._pushed.add(remote)
         feed = (shape[0], *shape[2:], shape[1]) if len(shape) >= 3 else shape
-        info = {"remote": remote, "cache_key": res.key, "export_cached": res.cached}
-        return LoadedModel(name, shape, feed, remote, res.path, info)
+        return LoadedModel(name, shape, feed, remote, path, {"remote": remote})
 
     def _time(self, handle: LoadedModel, warmup: int, runs: int) -> RunTimes:
         cmd = benchmark_command(

@@ -3,6 +3,14 @@
 ``RunTimes`` holds, per run, wall time (``perf_counter_ns``, CUDA events or
 benchmark_model) and the calling thread's CPU time (``thread_time_ns``, NaN
 where not meaningful). ``estimate`` reduces one round's runs to a latency.
+
+An estimator ending in ``+ref`` (``min+ref``) is *reference-paired*: each round of
+an item is followed at once by a short block of the reference operator, and the
+round's latency is ``estimate(item) / estimate(reference) * base``, ``base`` being
+the table's fixed reference time. On a shared host whose speed moves by tens of
+percent from one second to the next (neighbours on the physical core or its
+memory), the ratio to a reference timed a few milliseconds later cancels most of
+it (``bench/results/repeatability_*``). ``estimate`` applies the raw part.
 Re-exported by :mod:`.timing`; imports nothing from the package.
 """
 
@@ -14,13 +22,17 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["CLOCKS", "ESTIMATORS", "DEFAULT_ESTIMATOR", "RunTimes", "as_run_times", "estimate",
-           "check_estimator"]
+__all__ = ["CLOCKS", "ESTIMATORS", "RAW_ESTIMATORS", "REF_SUFFIX", "DEFAULT_ESTIMATOR", "RunTimes",
+           "as_run_times", "estimate", "check_estimator", "split_estimator"]
 
 #: the two clocks every CPU run records: thread CPU time and wall time
 CLOCKS: tuple[str, ...] = ("cpu", "wall")
 #: per-round estimators of the latency, from the runs of one round
-ESTIMATORS: tuple[str, ...] = ("median", "p25", "p10", "min")
+RAW_ESTIMATORS: tuple[str, ...] = ("median", "p25", "p10", "min")
+#: suffix of the reference-paired form of an estimator (see the module docstring)
+REF_SUFFIX = "+ref"
+#: every estimator a table may name: the raw ones, then their reference-paired forms
+ESTIMATORS: tuple[str, ...] = RAW_ESTIMATORS + tuple(e + REF_SUFFIX for e in RAW_ESTIMATORS)
 #: the estimator used when none is given: chosen by bench/clock_estimator.py (the lowest
 #: worst-case median |difference| between idle and busy passes; "min" in each of 3 runs,
 #: bench/results/clock_estimator.md) and recorded in every table's provenance
@@ -81,12 +93,21 @@ def check_estimator(estimator: str) -> None:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
 
 
+def split_estimator(estimator: str) -> tuple[str, bool]:
+    """``(raw estimator, reference-paired?)``: ``"min+ref"`` -> ``("min", True)``."""
+    check_estimator(estimator)
+    if estimator.endswith(REF_SUFFIX):
+        return estimator[: -len(REF_SUFFIX)], True
+    return estimator, False
+
+
 def estimate(times_ms: np.ndarray | Sequence[float], estimator: str = DEFAULT_ESTIMATOR) -> float:
     """One round's latency from its runs: median, 25th or 10th percentile, or minimum.
 
-    NaN when any run is NaN (a clock the runner does not have).
+    NaN when any run is NaN (a clock the runner does not have). A ``+ref``
+    estimator applies its raw part (the pairing is :func:`~.timing.measure`'s).
     """
-    check_estimator(estimator)
+    estimator, _ = split_estimator(estimator)
     x = np.asarray(times_ms, dtype=np.float64).ravel()
     if x.size == 0:
         raise ValueError("estimate needs at least one run time, got none")

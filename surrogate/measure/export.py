@@ -9,8 +9,9 @@ The cache key is the sha256 of the module's classes (and their ``forward``
 bytecode), its structure ``repr``, the plain (non-tensor) attributes of every
 submodule, its state-dict bytes, the input shape, and the
 exporter's name and version. Files live at ``<cache_dir>/<key>.tflite|.onnx`` and
-are written atomically (temporary file + ``os.replace``), so concurrent
+are written atomically (:func:`surrogate.tables.atomic_path`), so concurrent
 processes never see a torn file and nothing is converted twice.
+:class:`ConversionPool` is the one way to convert many models ahead of their use.
 
 Shapes are always given in torch's NCHW order. The .tflite model takes NHWC
 input (and gives NHWC output for rank>=3 outputs): the module is wrapped with
@@ -24,14 +25,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import time
-import uuid
 import warnings
 from dataclasses import dataclass, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
-from .profiles import package_version
+from .installed import package_version
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -45,7 +46,8 @@ __all__ = [
     "normalize_shape",
     "export_tflite",
     "export_onnx",
-    "export_for_profile",
+    "quick_export",
+    "ConversionPool",
     "convert_many",
     "TFLITE_CONVERTERS",
 ]
@@ -225,11 +227,7 @@ def _install_cia_cache() -> None:
 def _write_direct(module: "torch.nn.Module", shape: tuple[int, ...], dst: Path) -> None:
     from .tflite_writer import write_tflite
 
-    data = write_tflite(module.eval(), shape)
-    with open(dst, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    dst.write_bytes(write_tflite(module.eval(), shape))
 
 
 def _convert_tflite(module: "torch.nn.Module", shape: tuple[int, ...], nhwc: bool, dst: Path) -> None:
@@ -303,6 +301,18 @@ class ExportCache:
         exp, ver = _tflite_exporter_id(nhwc, converter) if fmt == "tflite" else _onnx_exporter_id(opset)
         return module_fingerprint(module, shape, exp, ver)
 
+    def _cached(self, key: str, fmt: str) -> ExportResult | None:
+        dst = self.path_for(key, fmt)
+        if dst.is_file() and dst.stat().st_size > 0:
+            self.hits += 1
+            return ExportResult(dst, key, fmt, True, 0.0)
+        return None
+
+    def lookup(self, module: "torch.nn.Module", input_shape: Sequence[int], fmt: str,
+               **options: Any) -> ExportResult | None:
+        """The cached export of ``module`` (options as :meth:`export`), or None: converts nothing."""
+        return self._cached(self.key(module, input_shape, fmt, **options), fmt)
+
     def export(
         self,
         module: "torch.nn.Module",
@@ -314,26 +324,22 @@ class ExportCache:
         converter: str = "direct",
     ) -> ExportResult:
         """Path of the exported model, converting only on a cache miss."""
+        from ..tables import atomic_path  # not at import: surrogate.tables imports this package
+
         shape = normalize_shape(input_shape)
         key = self.key(module, shape, fmt, nhwc=nhwc, opset=opset, converter=converter)
+        hit = self._cached(key, fmt)
+        if hit is not None:
+            return hit
         dst = self.path_for(key, fmt)
-        if dst.is_file() and dst.stat().st_size > 0:
-            self.hits += 1
-            return ExportResult(dst, key, fmt, True, 0.0)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.{fmt}"
         t0 = time.perf_counter()
-        try:
+        with atomic_path(dst, suffix=f".{fmt}") as tmp:
             if fmt == "tflite" and converter == "direct":
                 _write_direct(module, shape, tmp)
             elif fmt == "tflite":
                 _convert_tflite(module, shape, nhwc, tmp)
             else:
                 _convert_onnx(module, shape, opset, tmp)
-            os.replace(tmp, dst)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         seconds = time.perf_counter() - t0
         self.conversions += 1
         self.convert_seconds += seconds
@@ -363,21 +369,19 @@ def export_onnx(
     return (cache or ExportCache()).export(module, input_shape, "onnx", opset=opset)
 
 
-def export_for_profile(
-    profile: Any, module: "torch.nn.Module", input_shape: Sequence[int], cache: ExportCache | None = None
-) -> ExportResult | None:
-    """Export in the format ``profile`` loads (None for torch profiles)."""
-    if profile.exporter == "none":
-        return None
-    shape = normalize_shape(input_shape, profile.batch)
-    if profile.exporter == "tflite":
-        return export_tflite(module, shape, cache, nhwc=profile.layout == "NHWC",
-                             converter=getattr(profile, "converter", "direct"))
-    return export_onnx(module, shape, cache)
+def quick_export(fmt: str, converter: str = "direct") -> bool:
+    """Whether an export takes milliseconds (the direct .tflite writer): no worker is worth it."""
+    return fmt == "tflite" and converter == "direct"
 
 
 # ---------------------------------------------------------------- parallel
-def _worker_init(cpus: list[int] | None) -> None:
+#: a conversion job: (module, NCHW shape), or a picklable callable building one where it runs
+ModuleAndShape = tuple["torch.nn.Module", Sequence[int]]
+ExportJob = Union[ModuleAndShape, Callable[[], ModuleAndShape]]
+
+
+def _worker_init(cpus: list[int] | None) -> None:  # the one set-up of a conversion worker
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if cpus:
         from .pinning import pin_process
 
@@ -387,9 +391,85 @@ def _worker_init(cpus: list[int] | None) -> None:
     torch.set_num_threads(1)
 
 
-def _worker_export(args: tuple[str, Any, tuple[int, ...], str, bool, str]) -> ExportResult:
-    cache_dir, module, shape, fmt, nhwc, converter = args
-    return ExportCache(cache_dir).export(module, shape, fmt, nhwc=nhwc, converter=converter)
+def _export_job(cache: ExportCache, job: ExportJob, options: dict[str, Any]) -> ExportResult:
+    module, shape = job() if callable(job) else job
+    return cache.export(module, shape, **options)
+
+
+def _worker_export(args: tuple[int, ExportJob, str, dict[str, Any]]) -> tuple[int, ExportResult]:
+    i, job, cache_dir, options = args
+    return i, _export_job(ExportCache(cache_dir), job, options)
+
+
+class ConversionPool:
+    """Converts ``jobs`` into ``cache`` in order; ``wait(i)`` blocks until job i is converted.
+
+    ``options`` are :meth:`ExportCache.export`'s (``fmt``, ``nhwc``, ``converter``). With
+    ``background`` (default: ``processes > 1`` or ``cpus`` given) spawned workers pinned
+    to ``cpus`` (1 torch thread each) convert ahead of the waits, e.g. on the cores a
+    timing process leaves free; jobs must then be picklable. Otherwise ``wait(i)``
+    converts job i in this process. Conversions count into ``cache``'s counters.
+    """
+
+    def __init__(self, jobs: Sequence[ExportJob], cache: ExportCache, options: dict[str, Any], *,
+                 processes: int = 1, cpus: Sequence[int] | None = None,
+                 background: bool | None = None) -> None:
+        if options.get("fmt") not in FORMATS:
+            raise ValueError(f"export format must be one of {FORMATS}, got {options.get('fmt')!r}")
+        self.jobs, self.cache, self.options = list(jobs), cache, dict(options)
+        self.results: dict[int, ExportResult] = {}
+        self.error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._pool = None
+        if background is None:
+            background = processes > 1 or bool(cpus)
+        if background and self.jobs:
+            import multiprocessing as mp
+
+            self._pool = mp.get_context("spawn").Pool(max(1, processes), initializer=_worker_init,
+                                                      initargs=(list(cpus) if cpus else None,))
+            payload = [(i, job, str(cache.dir), self.options) for i, job in enumerate(self.jobs)]
+            threading.Thread(target=self._collect, args=(self._pool, payload), daemon=True).start()
+
+    def _collect(self, pool: Any, payload: list) -> None:
+        try:
+            for i, res in pool.imap(_worker_export, payload):
+                with self._cond:
+                    self.results[i] = res
+                    if not res.cached:
+                        self.cache.conversions += 1
+                        self.cache.convert_seconds += res.seconds
+                    self._cond.notify_all()
+        except BaseException as exc:  # surfaced by wait()
+            with self._cond:
+                self.error = exc
+                self._cond.notify_all()
+
+    def wait(self, i: int) -> ExportResult:
+        """Job ``i``'s export, converting it here first when there are no workers."""
+        if self._pool is None:
+            if i not in self.results:
+                self.results[i] = _export_job(self.cache, self.jobs[i], self.options)
+            return self.results[i]
+        with self._cond:
+            while i not in self.results and self.error is None:
+                self._cond.wait(1.0)
+            if i not in self.results:
+                raise RuntimeError(f"conversion failed: {self.error}") from self.error
+            return self.results[i]
+
+    def close(self) -> None:
+        """Stop the workers (conversions in flight are abandoned)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def __enter__(self) -> "ConversionPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def convert_many(
@@ -402,40 +482,18 @@ def convert_many(
     nhwc: bool = True,
     converter: str = "direct",
 ) -> list[ExportResult]:
-    """Export many (module, NCHW shape) jobs, skipping cached ones.
+    """Export many (module, NCHW shape) jobs, skipping cached ones (a :class:`ConversionPool`).
 
     With ``processes > 1`` (or ``cpus`` given) conversion runs in spawned worker
     processes pinned to ``cpus``, e.g. core 0 while timing runs pinned on core 1.
     Modules must be picklable (classes importable by module path).
     """
     cache = cache or ExportCache()
-    if fmt not in FORMATS:
-        raise ValueError(f"export format must be one of {FORMATS}, got {fmt!r}")
-    results: list[ExportResult | None] = [None] * len(jobs)
-    todo: list[int] = []
-    for i, (module, shape) in enumerate(jobs):
-        shape = normalize_shape(shape)
-        key = cache.key(module, shape, fmt, nhwc=nhwc, converter=converter)
-        p = cache.path_for(key, fmt)
-        if p.is_file() and p.stat().st_size > 0:
-            cache.hits += 1
-            results[i] = ExportResult(p, key, fmt, True, 0.0)
-        else:
-            todo.append(i)
-    if todo and processes <= 1 and not cpus:
-        for i in todo:
-            results[i] = cache.export(jobs[i][0], jobs[i][1], fmt, nhwc=nhwc, converter=converter)
-    elif todo:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        payload = [(str(cache.dir), jobs[i][0], normalize_shape(jobs[i][1]), fmt, nhwc, converter)
-                   for i in todo]
-        with ctx.Pool(max(1, processes), initializer=_worker_init,
-                      initargs=(list(cpus) if cpus else None,)) as pool:
-            for i, res in zip(todo, pool.imap(_worker_export, payload)):
-                results[i] = res
-                if not res.cached:
-                    cache.conversions += 1
-                    cache.convert_seconds += res.seconds
+    options = {"fmt": fmt, "nhwc": nhwc, "converter": converter}
+    results = [cache.lookup(m, normalize_shape(s), **options) for m, s in jobs]
+    todo = [i for i, r in enumerate(results) if r is None]
+    with ConversionPool([jobs[i] for i in todo], cache, options, processes=processes,
+                        cpus=cpus) as pool:
+        for j, i in enumerate(todo):
+            results[i] = pool.wait(j)
     return [r for r in results if r is not None]

@@ -173,10 +173,9 @@ def host_match(table_path: str | os.PathLike, *, reference_ms_here: float | None
 
 # -- reference operator ---------------------------------------------------------------
 def table_reference_ms(table_path: str | os.PathLike) -> float | None:
-    """Median reference-operator time of a table (``jobs.reference_baseline``), else the
+    """Median reference-operator time of a table (``tables.reference_baseline``), else the
     provenance's ``reference_ms.median``; None when neither is recorded."""
-    from ..tables import TableError, open_table
-    from .jobs import reference_baseline
+    from ..tables import TableError, open_table, reference_baseline
 
     path = Path(table_path)
     try:
@@ -194,8 +193,8 @@ def table_reference_ms(table_path: str | os.PathLike) -> float | None:
 
 def profile_reference_ms(profile: str, root: str | os.PathLike | None = None) -> float | None:
     """The profile's usual reference-operator time over its tables
-    (``jobs.profile_reference_baseline``); None when it has none."""
-    from .jobs import profile_reference_baseline, tables_dir
+    (``tables.profile_reference_baseline``); None when it has none."""
+    from ..tables import profile_reference_baseline, tables_dir
 
     return profile_reference_baseline(tables_dir(root) / profile)
 
@@ -203,7 +202,7 @@ def profile_reference_ms(profile: str, root: str | os.PathLike | None = None) ->
 def predictor_table(predictor_dir: str | os.PathLike | None, profile: str, space: str) -> Path | None:
     """The operator table a saved predictor was fitted on (its ``meta.json`` source),
     else the profile's ``<space>_ops.csv`` / ``<space>_models.csv``; None if none exists."""
-    from .jobs import DEFAULT_TABLES_DIR, tables_dir
+    from ..tables import DEFAULT_TABLES_DIR, table_path, tables_dir
 
     cands: list[Path] = []
     meta = _read(Path(predictor_dir) / "meta.json") if predictor_dir else None
@@ -220,5 +219,5 @@ def predictor_table(predictor_dir: str | os.PathLike | None, profile: str, space
                 cands += [tables_dir() / rest, DEFAULT_TABLES_DIR / rest]
             else:
                 cands.append(p)
-    cands += [tables_dir() / profile / f"{space}_ops.csv", tables_dir() / profile / f"{space}_models.csv"]
+    cands += [table_path(profile, space, "ops"), table_path(profile, space, "models")]
     return next((c for c in cands if c.is_file()), None)

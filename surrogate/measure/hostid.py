@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .pinning import allowed_cpus
+
 __all__ = ["X86_ISA", "ARM_ISA", "host_identity", "compute_host_id", "describe_host", "compare_hosts"]
 
 #: x86 extensions XNNPACK (and ONNX Runtime's MLAS) pick kernels by (Linux flag names)
@@ -107,10 +109,7 @@ def _meminfo_mib() -> int | None:
 
 
 def _allowed() -> tuple[int | None, str | None]:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count()
+    n = len(allowed_cpus())
     m = re.search(r"^Cpus_allowed_list:\s*(\S+)", _read("/proc/self/status") or "", re.MULTILINE)
     return n, (m.group(1) if m else None)
 

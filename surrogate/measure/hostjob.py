@@ -99,7 +99,7 @@ def measure_host(profile="cpu-litert", space: str = "anb", *, networks: int = 40
     from ..predict.metrics import latency_metrics
     from ..predict.optable import OpTable
     from ..predict.persist import save_predictor
-    from ..tables import Table
+    from ..tables import Table, table_path
     from .host import host_identity
     from .jobs import measure_models, measure_ops
     from .profiles import get_profile
@@ -131,8 +131,8 @@ def measure_host(profile="cpu-litert", space: str = "anb", *, networks: int = 40
     t2 = time.perf_counter()
     if s_mod.interrupted:
         raise KeyboardInterrupt
-    op_path = tables / prof.name / f"{space}_ops.csv"
-    rows = Table.models(tables / prof.name / f"{space}_models.csv").read()
+    op_path = table_path(prof.name, space, "ops", tables)
+    rows = Table.models(table_path(prof.name, space, "models", tables)).read()
     a = [r["arch"] for r in rows]
     y = np.array([r["median_ms"] for r in rows])
     table = OpTable.from_csv(op_path)
@@ -167,10 +167,9 @@ def reference_ms_here(profile="cpu-litert", *, rounds: int = 3, runs: int = 20) 
     """
     from space.build import build_op, op_input_shape
 
+    from ..tables import REFERENCE_OP
     from .clocks import DEFAULT_ESTIMATOR, estimate
-    from .jobs import REFERENCE_OP
-    from .profiles import get_profile
-    from .runners import make_runner
+    from .profiles import get_profile, make_runner
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     runner = make_runner(prof)

@@ -1,9 +1,10 @@
-"""Core pinning and allocator tuning for the CPU runners.
+"""Core pinning and allocator tuning for the CPU runners: all CPU-affinity code is here.
 
 Pinning: single-threaded runtimes execute on the calling thread, and the CPU
 profiles pin every thread of the process to one core (the last allowed one by
 default) the first time a runner times, so a converter or other work can use
-the remaining cores.
+the remaining cores (:func:`free_cpus`); conversion workers and busy-loop processes
+are pinned with :func:`pin_process` / :func:`spawn_pinned`.
 
 glibc malloc (cpu-torch): eager torch allocates and frees activation buffers
 every run; glibc returns big blocks to the OS with mmap/munmap, whose page
@@ -19,13 +20,19 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import subprocess
 from typing import Iterator, Sequence
 
-__all__ = ["allowed_cpus", "pin_process", "pinned", "resolve_core", "tune_glibc_malloc"]
+__all__ = ["allowed_cpus", "free_cpus", "pin_process", "pinned", "resolve_core", "spawn_pinned",
+           "tune_glibc_malloc"]
+
 
 def allowed_cpus() -> list[int]:
-    """CPUs this process may run on, sorted."""
-    return sorted(os.sched_getaffinity(0))
+    """CPUs this process may run on, sorted (all of ``os.cpu_count()`` without affinity support)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
 
 
 def resolve_core(core: int) -> int:
@@ -57,6 +64,32 @@ def pin_process(cpus: int | Sequence[int]) -> set[int]:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(tid, mask)
     return previous
+
+
+def free_cpus(allowed: Sequence[int], pin_core: int | None, pinned_core: int | None = None) -> list[int]:
+    """The cores of ``allowed`` left for other work when timing pins ``pin_core`` (-1: the last).
+
+    ``pinned_core`` is the core already pinned, if any. Compute converter affinity
+    from the cores allowed *before* pinning: after it the whole process is on the
+    timing core, so a worker spawned later would share it. Empty on a 1-core box.
+    """
+    core = pinned_core
+    if core is None and pin_core is not None:
+        core = allowed[-1] if pin_core == -1 else pin_core
+    return [c for c in allowed if c != core]
+
+
+def spawn_pinned(argv: Sequence[str], core: int) -> subprocess.Popen:
+    """Start ``argv`` as a process and pin it to ``core`` (from the parent: no ``preexec_fn``,
+    which is unsafe in a threaded parent)."""
+    proc = subprocess.Popen(list(argv))
+    try:
+        os.sched_setaffinity(proc.pid, {core})
+    except OSError:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
 
 
 @contextlib.contextmanager

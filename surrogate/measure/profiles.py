@@ -2,7 +2,9 @@
 
 A profile names the hardware class, the runtime and its version, threads,
 precision, batch, input layout, core pinning and how one run is timed. It is
-recorded (``as_dict`` + ``host_info``) with every table as provenance.
+recorded (``as_dict`` + ``host_info``) with every table as provenance. What the
+runtime string means (its runner, model format, availability, versions) is its
+backend's (:mod:`.backends`); :func:`make_runner` asks it for the runner.
 Nothing here imports a heavy runtime at module import time.
 """
 
@@ -10,58 +12,31 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import importlib.metadata
-import importlib.util
 import os
 import platform
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+
+from .backends import Backend, get_backend, runtimes
+from .clocks import ESTIMATORS
+from .export import ExportCache
+from .installed import package_version
+from .pinning import allowed_cpus
+from .runner_base import Runner
 
 __all__ = [
     "DeviceProfile",
     "PROFILES",
     "DEFAULT_PROFILE",
     "get_profile",
+    "make_runner",
     "cpu_model",
-    "litert_interpreter_module",
-    "package_version",
 ]
 
 DEFAULT_PROFILE = "cpu-litert"
 
-# Environment variables an ``android-adb`` run reads for the phone's serial
-# (ours first, then adb's own).
-ADB_SERIAL_ENV_VARS: tuple[str, ...] = ("MNAS_ADB_SERIAL", "ANDROID_SERIAL")
-
-_RUNTIMES = ("litert", "onnxruntime", "torch", "torch-cuda", "adb-benchmark_model")
 #: latency clocks: the calling thread's CPU time, or wall time
 _CLOCKS = ("cpu", "wall")
-#: runtimes that compute on the calling thread of this host (so its CPU time is latency)
-_CPU_CLOCK_RUNTIMES = ("litert", "onnxruntime", "torch")
-
-
-def package_version(dist: str) -> str | None:
-    """Installed version of distribution ``dist`` (no import), or None."""
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def litert_interpreter_module() -> tuple[str, str | None]:
-    """Which LiteRT interpreter package is importable: (module, version).
-
-    Prefers ``ai_edge_litert.interpreter``; falls back to the older
-    ``tflite_runtime.interpreter``. Returns ("", None) when neither exists.
-    """
-    if importlib.util.find_spec("ai_edge_litert") is not None:
-        return "ai_edge_litert.interpreter", package_version("ai-edge-litert")
-    if importlib.util.find_spec("tflite_runtime") is not None:
-        return "tflite_runtime.interpreter", package_version("tflite-runtime")
-    return "", None
 
 
 def cpu_model() -> str:
@@ -79,21 +54,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 @dataclass(frozen=True)
 class DeviceProfile:
     """One measurement configuration. Derive variants with ``dataclasses.replace``.
 
     Attributes:
         name: registry key, e.g. ``cpu-litert``.
-        runtime: one of ``litert``, ``onnxruntime``, ``torch``, ``torch-cuda``,
-            ``adb-benchmark_model``.
+        runtime: a registered backend (:mod:`.backends`): ``litert``, ``onnxruntime``,
+            ``torch``, ``torch-cuda``, ``adb-benchmark_model``.
         threads: intra-op threads of the runtime.
         precision: ``float32`` (``float16`` allowed for torch-cuda).
         batch: batch size prepended when an input shape is given without N.
@@ -108,7 +76,11 @@ class DeviceProfile:
             ``thread_time_ns``; barely moves when other processes share the core,
             where wall time doubles) or ``wall``. ``cpu`` needs a local CPU
             runtime (litert, onnxruntime, torch) with 1 thread.
-        exporter: model format the runtime loads: ``tflite``, ``onnx`` or ``none``.
+        estimator: per-round latency estimator of its tables (``min``; the local
+            CPU profiles ``min+ref``, each round paired with the reference operator:
+            ``bench/results/pairing_*``).
+        exporter: model format the runtime loads (``tflite``, ``onnx`` or ``none``): the
+            backend's; left empty it is filled in, for the provenance.
         converter: what writes the ``.tflite``: ``direct`` (the project's flatbuffer
             writer, milliseconds per model) or ``litert-torch`` (the reference
             converter, seconds per model; also for modules the writer cannot express).
@@ -128,7 +100,8 @@ class DeviceProfile:
     rounds: int = 5
     timing: str = "perf_counter_ns"
     clock: str = "wall"
-    exporter: str = "none"
+    estimator: str = "min"
+    exporter: str = ""
     converter: str = "direct"
     cuda_graphs: bool = False
     description: str = ""
@@ -137,10 +110,15 @@ class DeviceProfile:
         if self.converter not in ("direct", "litert-torch"):
             raise ValueError(f"profile {self.name!r}: converter must be 'direct' or 'litert-torch', "
                              f"got {self.converter!r}")
-        if self.runtime not in _RUNTIMES:
-            raise ValueError(
-                f"profile {self.name!r}: runtime {self.runtime!r} is not one of {_RUNTIMES}"
-            )
+        try:
+            backend = get_backend(self.runtime)
+        except ValueError as exc:
+            raise ValueError(f"profile {self.name!r}: {exc}") from None
+        if not self.exporter:
+            object.__setattr__(self, "exporter", backend.fmt)
+        if self.exporter != backend.fmt:
+            raise ValueError(f"profile {self.name!r}: runtime {self.runtime!r} loads {backend.fmt!r} "
+                             f"models, not exporter {self.exporter!r}")
         if self.layout not in ("NCHW", "NHWC"):
             raise ValueError(f"profile {self.name!r}: layout must be NCHW or NHWC, got {self.layout!r}")
         for field in ("threads", "batch", "runs", "rounds"):
@@ -150,13 +128,18 @@ class DeviceProfile:
             raise ValueError(f"profile {self.name!r}: warmup must be >= 0, got {self.warmup!r}")
         if self.precision not in ("float32", "float16"):
             raise ValueError(f"profile {self.name!r}: precision must be float32 or float16, got {self.precision!r}")
-        if self.precision == "float16" and self.runtime != "torch-cuda":
-            raise ValueError(f"profile {self.name!r}: float16 is only supported by torch-cuda")
+        if self.precision not in backend.precisions:
+            able = [rt for rt in runtimes() if self.precision in get_backend(rt).precisions]
+            raise ValueError(f"profile {self.name!r}: {self.precision} is only supported by "
+                             f"{', '.join(able)}")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"profile {self.name!r}: estimator must be one of {ESTIMATORS}, "
+                             f"got {self.estimator!r}")
         if self.clock not in _CLOCKS:
             raise ValueError(f"profile {self.name!r}: clock must be one of {_CLOCKS}, got {self.clock!r}")
-        if self.clock == "cpu" and self.runtime not in _CPU_CLOCK_RUNTIMES:
+        if self.clock == "cpu" and not backend.cpu_clock:
             raise ValueError(f"profile {self.name!r}: clock 'cpu' needs a runtime computing on this "
-                             f"host's calling thread ({', '.join(_CPU_CLOCK_RUNTIMES)}); runtime "
+                             f"host's calling thread ({', '.join(runtimes(cpu_clock=True))}); runtime "
                              f"{self.runtime!r} needs clock 'wall'")
         if self.clock == "cpu" and self.threads != 1:
             raise ValueError(f"profile {self.name!r}: clock 'cpu' reads the calling thread's CPU "
@@ -168,43 +151,29 @@ class DeviceProfile:
         """Plain dict of the settings (for provenance files)."""
         return dataclasses.asdict(self)
 
+    @property
+    def backend(self) -> Backend:
+        """The :class:`~.backends.Backend` of this profile's runtime."""
+        return get_backend(self.runtime)
+
     def runtime_versions(self) -> dict[str, str | None]:
         """Versions of the runtime and converter this profile uses (no imports)."""
-        v: dict[str, str | None] = {"torch": package_version("torch")}
-        if self.runtime in ("litert", "adb-benchmark_model"):
-            mod, ver = litert_interpreter_module()
-            v["litert_interpreter"] = mod or None
-            v["litert"] = ver
-            v["litert-torch"] = package_version("litert-torch")
-        elif self.runtime == "onnxruntime":
-            v["onnxruntime"] = package_version("onnxruntime")
-            v["onnx"] = package_version("onnx")
-        elif self.runtime == "torch-cuda":
-            v["cuda"] = _torch_cuda_version()
-        return v
+        return self.backend.versions()
 
     def runtime_version(self) -> str | None:
         """Version of the runtime proper (e.g. ai-edge-litert, onnxruntime, torch)."""
-        v = self.runtime_versions()
-        key = {"litert": "litert", "adb-benchmark_model": "litert", "onnxruntime": "onnxruntime"}.get(
-            self.runtime, "torch"
-        )
-        return v.get(key)
+        return self.backend.version()
 
     def host_info(self, adb_device: dict[str, str] | None = None) -> dict[str, Any]:
         """Provenance of the machine measuring: CPU, cores, versions, date, settings, and
         ``host`` (:func:`surrogate.measure.host.host_identity`: what kind of host this is)."""
         from .hostid import host_identity
 
-        try:
-            allowed = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            allowed = os.cpu_count() or 0
         info: dict[str, Any] = {
             "profile": self.as_dict(),
             "cpu_model": cpu_model(),
             "cpu_count": os.cpu_count(),
-            "cpus_allowed": allowed,
+            "cpus_allowed": len(allowed_cpus()),
             "machine": platform.machine(),
             "system": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(),
@@ -213,55 +182,22 @@ class DeviceProfile:
             "cpu_governor": _read_first("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
             "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "host": host_identity(),
+            **self.backend.host_info(),
         }
-        if self.runtime == "torch-cuda":
-            info["gpu"] = _cuda_device_name()
         if adb_device is not None:
             info["adb_device"] = dict(adb_device)
         return info
 
-    # ------------------------------------------------------------ available
     def available(
         self,
         serial: str | None = None,
         executor: Callable[[Sequence[str]], tuple[int, str]] | None = None,
     ) -> tuple[bool, str]:
-        """Whether this profile can run here, and why not if it cannot.
+        """Whether this profile can run here, and why not if it cannot (its backend's check).
 
         ``serial``/``executor`` only matter for ``android-adb``.
         """
-        if self.runtime == "litert":
-            mod, ver = litert_interpreter_module()
-            if not mod:
-                return False, "no LiteRT interpreter: pip install ai-edge-litert"
-            try:
-                __import__(mod, fromlist=["Interpreter"])
-            except Exception as exc:  # noqa: BLE001 - report any import failure
-                return False, f"{mod} does not import: {exc}"
-            if not _has_module("litert_torch"):
-                return False, "litert-torch (the .tflite converter) is not installed"
-            return True, f"{mod} {ver}, litert-torch {package_version('litert-torch')}"
-        if self.runtime == "onnxruntime":
-            if not _has_module("onnxruntime"):
-                return False, "onnxruntime is not installed"
-            if not _has_module("onnx"):
-                return False, "onnx (needed by torch.onnx.export) is not installed"
-            return True, f"onnxruntime {package_version('onnxruntime')}"
-        if self.runtime == "torch":
-            if not _has_module("torch"):
-                return False, "torch is not installed"
-            return True, f"torch {package_version('torch')}"
-        if self.runtime == "torch-cuda":
-            if not _has_module("torch"):
-                return False, "torch is not installed"
-            import torch
-
-            if not torch.cuda.is_available():
-                return False, f"torch {torch.__version__} sees no CUDA device"
-            return True, f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-        if self.runtime == "adb-benchmark_model":
-            return _adb_available(serial, executor)
-        return False, f"unknown runtime {self.runtime!r}"
+        return self.backend.available(self, serial, executor)
 
 
 def _read_first(path: str) -> str | None:
@@ -272,70 +208,6 @@ def _read_first(path: str) -> str | None:
         return None
 
 
-def _torch_cuda_version() -> str | None:
-    if "torch" not in sys.modules:
-        return None  # do not import torch just for provenance
-    return getattr(sys.modules["torch"].version, "cuda", None)
-
-
-def _cuda_device_name() -> str | None:
-    if "torch" not in sys.modules:
-        return None
-    torch = sys.modules["torch"]
-    try:
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def resolve_adb_serial(serial: str | None = None) -> str | None:
-    """Serial from the argument, else MNAS_ADB_SERIAL, else ANDROID_SERIAL, else None."""
-    if serial:
-        return serial
-    for var in ADB_SERIAL_ENV_VARS:
-        if os.environ.get(var):
-            return os.environ[var]
-    return None
-
-
-def _default_executor(cmd: Sequence[str]) -> tuple[int, str]:
-    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=30, check=False)
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-def _adb_available(
-    serial: str | None, executor: Callable[[Sequence[str]], tuple[int, str]] | None
-) -> tuple[bool, str]:
-    if executor is None:
-        if shutil.which("adb") is None:
-            return False, "adb is not on PATH (no phone attached to this machine)"
-        executor = _default_executor
-    try:
-        rc, out = executor(["adb", "devices"])
-    except (OSError, subprocess.SubprocessError) as exc:
-        return False, f"adb devices failed: {exc}"
-    if rc != 0:
-        return False, f"adb devices exited {rc}: {out.strip()[:200]}"
-    devices = [
-        line.split()[0]
-        for line in out.splitlines()[1:]
-        if line.strip() and len(line.split()) >= 2 and line.split()[1] == "device"
-    ]
-    if not devices:
-        return False, "adb sees no device in state 'device'"
-    want = resolve_adb_serial(serial)
-    if want is None:
-        if len(devices) > 1:
-            return False, (
-                f"{len(devices)} devices attached ({', '.join(devices)}); choose one with "
-                f"--serial or {ADB_SERIAL_ENV_VARS[0]}"
-            )
-        return True, f"device {devices[0]}"
-    if want not in devices:
-        return False, f"device {want!r} not attached (attached: {', '.join(devices)})"
-    return True, f"device {want}"
-
-
 PROFILES: dict[str, DeviceProfile] = {
     p.name: p
     for p in (
@@ -343,6 +215,7 @@ PROFILES: dict[str, DeviceProfile] = {
             name="cpu-litert",
             runtime="litert",
             clock="cpu",
+            estimator="min+ref",
             warmup=5,
             runs=20,
             layout="NHWC",
@@ -356,6 +229,7 @@ PROFILES: dict[str, DeviceProfile] = {
             name="cpu-onnxruntime",
             runtime="onnxruntime",
             clock="cpu",
+            estimator="min+ref",
             exporter="onnx",
             description=(
                 "ONNX Runtime CPU EP, 1 intra-op + 1 inter-op thread, sequential, "
@@ -366,6 +240,7 @@ PROFILES: dict[str, DeviceProfile] = {
             name="cpu-torch",
             runtime="torch",
             clock="cpu",
+            estimator="min+ref",
             description=(
                 "PyTorch eager, torch.set_num_threads(1), eval + inference_mode, float32, "
                 "batch 1, pinned, glibc malloc tuned via mallopt"
@@ -417,3 +292,21 @@ def get_profile(name: str, **overrides: Any) -> DeviceProfile:
     if bad:
         raise ValueError(f"profile {name!r}: unknown setting(s) {bad}; expected some of {sorted(fields)}")
     return dataclasses.replace(PROFILES[name], **overrides)
+
+
+def make_runner(
+    profile: DeviceProfile | str,
+    cache: ExportCache | None = None,
+    *,
+    seed: int = 0,
+    serial: str | None = None,
+    executor: Callable[[Sequence[str]], tuple[int, str]] | None = None,
+    **kwargs: Any,
+) -> Runner:
+    """Runner for ``profile`` (a DeviceProfile or a registry name), made by its backend.
+
+    ``serial`` and ``executor`` are for ``android-adb`` (see ``adb.AdbRunner``).
+    """
+    if isinstance(profile, str):
+        profile = get_profile(profile)
+    return profile.backend.make_runner(profile, cache, seed, serial=serial, executor=executor, **kwargs)

@@ -16,7 +16,7 @@ import numpy as np
 
 from space.arch import LayerConfig
 
-from .clocks import CLOCKS, ESTIMATORS, estimate
+from .clocks import CLOCKS, RAW_ESTIMATORS, estimate
 from .timing import OtherLoad
 
 __all__ = ["PassRuns", "sample_ops", "time_pass", "item_latency", "compare_passes",
@@ -32,7 +32,7 @@ PICK_RULE = ("score = worst median |difference| of an estimator's latencies over
              "of the best tie and go to the first of median, p25, p10, min")
 
 #: estimators whose scores differ by less than this (absolute, 0.0005 = 0.05 points of
-#: median |difference|) are tied; the tie goes to the earlier one in ESTIMATORS
+#: median |difference|) are tied; the tie goes to the earlier one in RAW_ESTIMATORS
 TIE_TOLERANCE = 0.0005
 
 
@@ -41,7 +41,7 @@ def sample_ops(space: str = "anb", n: int = 24, seed: int = 0,
     """``n`` distinct operator configurations of ``space`` (seeded), plus the reference op."""
     from space.spaces import get_space
 
-    from .jobs import REFERENCE_OP
+    from ..tables import REFERENCE_OP
 
     ops = get_space(space).operator_configs()
     if not 1 <= n <= len(ops):
@@ -64,7 +64,7 @@ def time_pass(profile: str, items: Sequence[tuple[str, LayerConfig]], *, rounds:
     from space.build import build_op, op_input_shape
 
     from .export import ExportCache
-    from .runners import make_runner
+    from .profiles import make_runner
 
     if rounds < 1 or runs < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1, runs >= 1, warmup >= 0; got {rounds}, {runs}, {warmup}")
@@ -134,7 +134,7 @@ def cpu_wall_ratio(p: PassRuns, estimator: str = "median") -> dict[str, float]:
 
 def latencies(passes: Mapping[str, PassRuns]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """``{pass: {clock: {estimator: {item: latency_ms}}}}`` for every clock and estimator."""
-    return {name: {c: {e: _latencies(p, c, e) for e in ESTIMATORS} for c in CLOCKS}
+    return {name: {c: {e: _latencies(p, c, e) for e in RAW_ESTIMATORS} for c in CLOCKS}
             for name, p in passes.items()}
 
 
@@ -147,7 +147,7 @@ def repeatability_table(passes: Mapping[str, PassRuns], pairs: Sequence[tuple[st
     """
     rows = []
     for clock in CLOCKS:
-        for est in ESTIMATORS:
+        for est in RAW_ESTIMATORS:
             for a, b in pairs:
                 row = {"clock": clock, "estimator": est, "pair": f"{a} vs {b}",
                        **compare_passes(passes[a], passes[b], clock, est)}
@@ -166,12 +166,12 @@ def pick_estimator(rows: Sequence[Mapping[str, Any]], clock: str = "cpu") -> tup
     pairs of passes in ``rows`` (idle vs idle and idle vs busy alike), so it must
     repeat both on a quiet machine and under load. The lowest score wins; scores
     within :data:`TIE_TOLERANCE` of the best are tied and the tie goes to the first
-    of them in ESTIMATORS order (median, p25, p10, min: the more central the
+    of them in RAW_ESTIMATORS order (median, p25, p10, min: the more central the
     statistic, the less it hangs on a few runs).
     """
     score = {est: max(r["median_abs_diff"] for r in rows if r["clock"] == clock and r["estimator"] == est)
-             for est in ESTIMATORS if any(r["clock"] == clock and r["estimator"] == est for r in rows)}
+             for est in RAW_ESTIMATORS if any(r["clock"] == clock and r["estimator"] == est for r in rows)}
     if not score:
         raise ValueError(f"no rows for clock {clock!r}")
     best = min(score.values())
-    return next(e for e in ESTIMATORS if e in score and score[e] <= best + TIE_TOLERANCE), score
+    return next(e for e in RAW_ESTIMATORS if e in score and score[e] <= best + TIE_TOLERANCE), score

@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .pinning import allowed_cpus, spawn_pinned
+
 __all__ = ["BusyLoad", "table_settings", "retime_table", "compare_tables"]
 
 
@@ -24,13 +26,12 @@ class BusyLoad:
     """A busy loop on each allowed core (separate processes), for ``with`` blocks."""
 
     def __init__(self, cores: Sequence[int] | None = None) -> None:
-        self.cores = list(cores) if cores is not None else sorted(os.sched_getaffinity(0))
+        self.cores = list(cores) if cores is not None else allowed_cpus()
         self.procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> "BusyLoad":
         for c in self.cores:
-            code = f"import os; os.sched_setaffinity(0, {{{c}}})\nwhile True: pass"
-            self.procs.append(subprocess.Popen([sys.executable, "-c", code]))
+            self.procs.append(spawn_pinned([sys.executable, "-c", "while True: pass"], c))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -59,8 +60,11 @@ def table_settings(table_path: str | os.PathLike):
 
 
 def retime_table(profile: str, base: str | os.PathLike, n: int, name: str, *, busy: bool = False,
-                 progress: bool = True):
-    """Re-time the first ``n`` networks of the table ``base`` into ``name`` beside it (resumable)."""
+                 progress: bool = True, estimator: str | None = None):
+    """Re-time the first ``n`` networks of the table ``base`` into ``name`` beside it (resumable).
+
+    ``estimator`` replaces the base table's (e.g. ``min+ref`` to compare the pairing).
+    """
     from space.blockstring import parse_arch
 
     from ..tables import Table
@@ -73,6 +77,10 @@ def retime_table(profile: str, base: str | os.PathLike, n: int, name: str, *, bu
     space = base.name[: -len("_models.csv")]
     archs = [(parse_arch(r["arch"]), "repeat-busy" if busy else "repeat") for r in rows[:n]]
     settings = table_settings(base)
+    if estimator is not None:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, estimator=estimator)
     kw = dict(out_dir=base.parent.parent, settings=settings, progress=progress, table_name=name)
     if busy:
         with BusyLoad():

@@ -1,7 +1,7 @@
 """Direct LiteRT writer: the ``.tflite`` flatbuffer of a project module, in milliseconds.
 
 ``litert-torch`` needs 2-5 s per operator and 8-20 s per network (torch.export,
-decompositions, MLIR). The modules of :mod:`space.build` use a small vocabulary
+decompositions, MLIR). The modules of :mod:`space.modules` use a small vocabulary
 (conv + BN + activation, depthwise conv, squeeze-and-excitation, channel shuffle,
 pooled shortcuts, residual add, global pool + classifier), so this module writes the
 graph directly with the flatbuffer schema that ``ai-edge-litert`` ships
@@ -368,10 +368,9 @@ class _Emitter:
         """Emit any supported module; raise :class:`WriterError` naming what is not."""
         from torch import nn
 
-        from space.build import _modules
+        from space import modules as P
 
-        P = _modules()
-        if isinstance(m, nn.Sequential):
+        if isinstance(m, nn.Sequential):  # ConvBN and Stem too
             return self.sequential(x, m)
         if isinstance(m, (nn.Dropout, nn.Identity)):
             return x
@@ -382,26 +381,23 @@ class _Emitter:
             return self.conv(x, m, None, None)
         if isinstance(m, nn.AvgPool2d):
             return self.avg_pool(x, m)
-        if isinstance(m, P["ChannelShuffle"]):
+        if isinstance(m, P.ChannelShuffle):
             return self.shuffle(x, m.groups)
-        if isinstance(m, P["SqueezeExcite"]):
+        if isinstance(m, P.SqueezeExcite):
             s = self.mean(x, keep_dims=True)
             s = self.conv(s, m.reduce, None, _act_kind(m.act))
             s = self.conv(s, m.expand, None, None)
             s = self.activation(s, "sigmoid")
             return self.g.op("MUL", [x, s], self.g.shapes[x], self._mul(), self.S.BuiltinOptions.MulOptions)
-        if isinstance(m, P["Layer"]):
+        if isinstance(m, P.Layer):
             y = self.sequential(x, m.body)
             if m.add:
                 y = self.add(y, self.sequential(x, m.shortcut) if len(m.shortcut) else x)
             return y
-        if isinstance(m, P["Stem"]):
-            return self.sequential(x, m.stem)
-        if isinstance(m, (P["Head"], P["Net"])):
-            if isinstance(m, P["Net"]):
-                x = self.sequential(x, m.stem)
-                x = self.sequential(x, m.layers)
-            y = self.sequential(x, m.head)
+        if isinstance(m, P.Net):
+            return self.module(self.module(self.module(x, m.stem), m.layers), m.head)
+        if isinstance(m, P.Head):
+            y = self.sequential(x, m.conv)
             if y == 0:  # litert-torch pools a bare graph input in NCHW (a TRANSPOSE first)
                 n, h, w, c = self.g.shapes[y]
                 y = self.g.op("TRANSPOSE", [y, self.g.const(np.asarray((0, 3, 1, 2), dtype=np.int32))],
@@ -409,7 +405,7 @@ class _Emitter:
                 y = self.mean(y, keep_dims=False, axes=(2, 3))
             else:
                 y = self.mean(y, keep_dims=False)
-            return self.linear(y, m.classifier)
+            return self.linear(self.module(y, m.dropout), m.classifier)
         raise WriterError(f"tflite-direct cannot express module {type(m).__name__} "
                           "(it writes space.build modules only); use the litert-torch exporter")
 

@@ -12,63 +12,32 @@ biasing the items timed during a bad minute. A reference item is re-timed at the
 start of each round and every ``reference_every`` items to report drift, and
 items whose round medians disagree by more than ``max_rel_spread`` get up to
 ``max_extra_rounds`` more rounds.
+
+With a reference-paired estimator (``min+ref``, :mod:`.clocks`) every round of an
+item is followed by ``pair_runs`` runs of the reference, and the round's latency is
+the ratio of the two times the base (``reference_base_ms``: the table's fixed
+reference time). Slow drift and second-scale episodes of the host cancel in the
+ratio; the raw figures stay in ``wall_ms``/``cpu_ms``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .clocks import (CLOCKS, DEFAULT_ESTIMATOR, ESTIMATORS, RunTimes, as_run_times, check_estimator,
-                     estimate)
+from .clocks import (CLOCKS, DEFAULT_ESTIMATOR, ESTIMATORS, RunTimes, as_run_times, estimate,
+                     split_estimator)
+from .otherload import OtherLoad
 
 __all__ = ["TimeFn", "RunTimes", "as_run_times", "estimate", "CLOCKS", "ESTIMATORS",
            "DEFAULT_ESTIMATOR", "MeasureSettings", "ItemResult", "MeasureReport", "OtherLoad",
            "summarize", "measure", "DriftGuard"]
 
 TimeFn = Callable[[int, int], "RunTimes | np.ndarray"]
-
-
-class OtherLoad:
-    """CPU used by everything except this process, in cores (Linux /proc/stat).
-
-    On a shared machine this is the first thing to check when timings look
-    off: ``start()`` then ``stop()`` gives the mean number of cores other
-    processes (our own conversion workers included) kept busy in between.
-    """
-
-    def __init__(self) -> None:
-        self._t = self._busy = self._mine = None
-
-    @staticmethod
-    def _total_busy_s() -> float | None:
-        try:
-            with open("/proc/stat", encoding="ascii") as fh:
-                v = [int(x) for x in fh.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-
-    def start(self) -> None:
-        """Start counting CPU time spent by other processes."""
-        self._t, self._busy = time.perf_counter(), self._total_busy_s()
-        t = os.times()
-        self._mine = t.user + t.system
-
-    def stop(self) -> float | None:
-        """Share of a core that other processes used since ``start`` (None if unknown)."""
-        busy = self._total_busy_s()
-        if busy is None or self._busy is None or self._t is None or self._mine is None:
-            return None
-        t = os.times()
-        dt = time.perf_counter() - self._t
-        other = (busy - self._busy) - (t.user + t.system - self._mine)
-        return max(0.0, other) / dt if dt > 0 else None
 
 
 @dataclass(frozen=True)
@@ -92,7 +61,7 @@ class MeasureSettings:
         seed: seed of the per-round shuffles when no rng is given.
         max_drift: table jobs re-time a chunk whose reference-operator median is
             off the reference baseline (the profile's tables' usual reference
-            time, :func:`~surrogate.measure.jobs.profile_reference_baseline`)
+            time, :func:`~surrogate.tables.profile_reference_baseline`)
             by more than this fraction
             (0 = never); the host of these VMs slows by 10-30% in episodes.
         drift_retries: at most this many re-timings per chunk (the attempt
@@ -100,9 +69,12 @@ class MeasureSettings:
             retry could bring back, retries pause until a chunk passes
             (a lasting shift is recorded, not fought).
         estimator: per-round latency from the round's runs, one of
-            :data:`ESTIMATORS` (default :data:`DEFAULT_ESTIMATOR`).
+            :data:`ESTIMATORS`; None = the profile's in table jobs,
+            :data:`DEFAULT_ESTIMATOR` in a bare :func:`measure` call.
         clock: ``cpu`` (thread CPU time) or ``wall``; None = the profile's
             clock in table jobs, ``wall`` in a bare :func:`measure` call.
+        pair_runs: with a ``+ref`` estimator, timed runs of the reference right
+            after each round of an item (after one warm-up run).
     """
 
     warmup: int = 10
@@ -115,11 +87,12 @@ class MeasureSettings:
     seed: int = 0
     max_drift: float = 0.05
     drift_retries: int = 2
-    estimator: str = DEFAULT_ESTIMATOR
+    estimator: str | None = None
     clock: str | None = None
+    pair_runs: int = 10
 
     def __post_init__(self) -> None:
-        if self.estimator not in ESTIMATORS:
+        if self.estimator is not None and self.estimator not in ESTIMATORS:
             raise ValueError(f"MeasureSettings.estimator must be one of {ESTIMATORS}, "
                              f"got {self.estimator!r}")
         if self.clock is not None and self.clock not in CLOCKS:
@@ -127,7 +100,7 @@ class MeasureSettings:
                              f"profile's), got {self.clock!r}")
         if self.warmup < 0:
             raise ValueError(f"MeasureSettings.warmup must be >= 0, got {self.warmup}")
-        for name in ("runs", "rounds"):
+        for name in ("runs", "rounds", "pair_runs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"MeasureSettings.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_extra_rounds < 0 or self.reference_every < 0:
@@ -139,6 +112,16 @@ class MeasureSettings:
         if self.max_drift < 0 or self.drift_retries < 0:
             raise ValueError("MeasureSettings.max_drift and drift_retries must be >= 0, got "
                              f"{self.max_drift} and {self.drift_retries}")
+
+    @property
+    def paired(self) -> bool:
+        """Whether the estimator is reference-paired (``+ref``)."""
+        return split_estimator(self.latency_estimator)[1]
+
+    @property
+    def latency_estimator(self) -> str:
+        """The estimator latency is computed with (:data:`DEFAULT_ESTIMATOR` when unset)."""
+        return self.estimator or DEFAULT_ESTIMATOR
 
     @property
     def latency_clock(self) -> str:
@@ -160,6 +143,9 @@ class ItemResult:
     the runner lacks it). mean/std/var/p10/p90/iqr are over all pooled runs of
     ``clock``; ``mad_ms`` and ``rel_spread`` (IQR/median) are over the round
     estimates (``round_medians_ms``), i.e. round-to-round (drift) spread.
+    With a ``+ref`` estimator the round estimates are normalised (``ref_ratio``:
+    median item / paired-reference ratio; ``pair_ref_ms``: median paired
+    reference), while ``wall_ms``/``cpu_ms`` and the pooled statistics stay raw.
     """
 
     name: str
@@ -181,6 +167,8 @@ class ItemResult:
     cpu_ms: float = math.nan
     clock: str = "wall"
     estimator: str = DEFAULT_ESTIMATOR
+    ref_ratio: float = math.nan
+    pair_ref_ms: float = math.nan
 
     @property
     def latency_ms(self) -> float:
@@ -215,6 +203,7 @@ class MeasureReport:
     round_other_cpu_cores: list[float | None] = field(default_factory=list)
     reference_wall_ms: list[float] = field(default_factory=list)
     reference_cpu_ms: list[float] = field(default_factory=list)
+    reference_base_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Results, settings and drift reference as a JSON-ready dict."""
@@ -230,6 +219,7 @@ class MeasureReport:
             "wall_s": self.wall_s,
             "other_cpu_cores": self.other_cpu_cores,
             "round_other_cpu_cores": list(self.round_other_cpu_cores),
+            "reference_base_ms": self.reference_base_ms,
         }
 
 
@@ -238,15 +228,22 @@ def _round_latency(rounds: list[RunTimes], clock: str, estimator: str) -> np.nda
 
 
 def summarize(name: str, round_times: Sequence["RunTimes | np.ndarray"], remeasured: bool = False,
-              *, clock: str = "wall", estimator: str = DEFAULT_ESTIMATOR) -> ItemResult:
+              *, clock: str = "wall", estimator: str = DEFAULT_ESTIMATOR,
+              paired: Sequence[RunTimes] | None = None,
+              base_ms: float | None = None) -> ItemResult:
     """Statistics from per-round run times (RunTimes, or arrays of wall ms).
 
     Each round is reduced by ``estimator`` on each clock; latency is the median
-    of those round estimates on ``clock``.
+    of those round estimates on ``clock``. A ``+ref`` estimator needs ``paired``
+    (the reference's runs after each round) and ``base_ms``.
     """
     if clock not in CLOCKS:
         raise ValueError(f"summarize: clock must be one of {CLOCKS}, got {clock!r}")
-    check_estimator(estimator)
+    raw_est, is_paired = split_estimator(estimator)
+    if is_paired and (paired is None or len(paired) != len(round_times) or not base_ms
+                      or not base_ms > 0):
+        raise ValueError(f"item {name!r}: estimator {estimator!r} needs one paired reference "
+                         f"timing per round and a positive base_ms")
     rounds = [rt for rt in (as_run_times(r) for r in round_times) if len(rt)]
     if not rounds:
         raise ValueError(f"item {name!r}: no timed runs to summarise")
@@ -256,10 +253,18 @@ def summarize(name: str, round_times: Sequence["RunTimes | np.ndarray"], remeasu
             raise ValueError(f"item {name!r}: no thread CPU time (a wall-only runner such as "
                              f"CUDA or adb); use clock 'wall'")
         raise ValueError(f"item {name!r}: non-finite run time")
-    meds = _round_latency(rounds, clock, estimator)
+    raw = _round_latency(rounds, clock, raw_est)
+    ratio = pair_ms = math.nan
+    if is_paired:
+        refs = _round_latency([as_run_times(p) for p in paired], clock, raw_est)
+        ratios = raw / refs
+        meds = ratios * float(base_ms)
+        ratio, pair_ms = float(np.median(ratios)), float(np.median(refs))
+    else:
+        meds = raw
     median = float(np.median(meds))
-    walls = _round_latency(rounds, "wall", estimator)
-    cpus = _round_latency(rounds, "cpu", estimator)
+    walls = _round_latency(rounds, "wall", raw_est)
+    cpus = _round_latency(rounds, "cpu", raw_est)
     mean = float(pooled.mean())
     std = float(pooled.std(ddof=1)) if pooled.size > 1 else 0.0
     q10, q25, q75, q90 = np.percentile(pooled, [10, 25, 75, 90])
@@ -285,6 +290,8 @@ def summarize(name: str, round_times: Sequence["RunTimes | np.ndarray"], remeasu
         cpu_ms=float(np.median(cpus)) if np.all(np.isfinite(cpus)) else math.nan,
         clock=clock,
         estimator=estimator,
+        ref_ratio=ratio,
+        pair_ref_ms=pair_ms,
     )
 
 
@@ -307,17 +314,20 @@ def measure(
     reference: str | tuple[str, TimeFn] | None = None,
     rng: np.random.Generator | None = None,
     progress: Callable[[int, int], None] | None = None,
+    reference_base_ms: float | None = None,
 ) -> MeasureReport:
     """Time ``items`` in interleaved, shuffled rounds; see the module docstring.
 
     ``reference`` is the name of one of the items or a separate ``(name, fn)``;
     None disables drift tracking. ``progress(done, total)`` is called after
     each timed round of an item (total grows when items are re-measured).
+    ``reference_base_ms`` scales a ``+ref`` estimator's ratios (None: the median
+    of this call's round-start reference timings).
     """
     s = settings or MeasureSettings()
-    clock, est = s.latency_clock, s.estimator
-    pairs = _as_pairs(items)
-    fns = dict(pairs)
+    clock, est = s.latency_clock, s.latency_estimator
+    pairs_in = _as_pairs(items)
+    fns = dict(pairs_in)
     rng = rng if rng is not None else np.random.default_rng(s.seed)
     ref_name: str | None = None
     ref_fn: TimeFn | None = None
@@ -327,9 +337,14 @@ def measure(
         ref_name, ref_fn = reference, fns[reference]
     elif reference is not None:
         ref_name, ref_fn = reference
+    if s.paired and ref_fn is None:
+        raise ValueError(f"estimator {est!r} is reference-paired: measure() needs a reference")
+    if reference_base_ms is not None and not reference_base_ms > 0:
+        raise ValueError(f"reference_base_ms must be > 0, got {reference_base_ms}")
     ref_ms: list[float] = []
     ref_wall: list[float] = []
     ref_cpu: list[float] = []
+    pairs: dict[str, list[RunTimes]] = {n: [] for n in fns}
 
     def time_ref() -> None:
         if ref_fn is not None:
@@ -343,7 +358,7 @@ def measure(
     other.start()
     runs_for: dict[str, int] = {n: s.runs for n in fns}
     times: dict[str, list[RunTimes]] = {n: [] for n in fns}
-    total = len(pairs) * s.rounds
+    total = len(pairs_in) * s.rounds
     done = 0
 
     round_other: list[float | None] = []
@@ -365,6 +380,8 @@ def measure(
                                  f"as CUDA or adb, or an item returning a bare array); use clock "
                                  f"'wall'")
             times[name].append(t)
+            if s.paired:  # the reference at once after the item: same moment of the host
+                pairs[name].append(as_run_times(ref_fn(1, s.pair_runs)))
             if s.min_round_ms > 0 and len(times[name]) == 1:
                 per_run = float(np.median(t.wall_ms))  # a round's length is wall time
                 if per_run > 0:
@@ -374,13 +391,18 @@ def measure(
                 progress(done, total)
         round_other.append(per_round.stop())
 
-    names = [n for n, _ in pairs]
+    names = [n for n, _ in pairs_in]
     for _ in range(s.rounds):
         one_round(names)
+    base = reference_base_ms or (float(np.median(ref_ms)) if ref_ms else None)
+
+    def summary(n: str, remeasured: bool = False) -> ItemResult:
+        return summarize(n, times[n], remeasured, clock=clock, estimator=est,
+                         paired=pairs[n] if s.paired else None, base_ms=base)
+
     remeasured: set[str] = set()
     for _ in range(s.max_extra_rounds):
-        wide = [n for n in names
-                if summarize(n, times[n], clock=clock, estimator=est).rel_spread > s.max_rel_spread]
+        wide = [n for n in names if summary(n).rel_spread > s.max_rel_spread]
         if not wide:
             break
         remeasured.update(wide)
@@ -388,7 +410,7 @@ def measure(
         one_round(wide)
     time_ref()
 
-    results = {n: summarize(n, times[n], n in remeasured, clock=clock, estimator=est) for n in names}
+    results = {n: summary(n, n in remeasured) for n in names}
     drift = max(ref_ms) / min(ref_ms) if ref_ms and min(ref_ms) > 0 else 1.0
     last_first = ref_ms[-1] / ref_ms[0] if ref_ms and ref_ms[0] > 0 else 1.0
     return MeasureReport(
@@ -403,6 +425,7 @@ def measure(
         round_other_cpu_cores=round_other,
         reference_wall_ms=ref_wall,
         reference_cpu_ms=ref_cpu,
+        reference_base_ms=base if s.paired else None,
     )
 
 
@@ -416,6 +439,8 @@ class DriftGuard:
     this job (None: the first accepted chunk sets it). ``measure_chunk`` times a
     chunk up to ``1 + settings.drift_retries`` times and keeps the attempt whose
     reference is closest to the baseline; counters end up in the provenance.
+    With a ``+ref`` estimator chunks are never re-timed (the pairing cancels the
+    drift; deviations are still counted) and ``base_ms`` scales the ratios.
     """
 
     settings: MeasureSettings
@@ -423,6 +448,7 @@ class DriftGuard:
     retried_chunks: int = 0
     retries: int = 0
     unresolved_chunks: int = 0
+    base_ms: float | None = None
     _failed_in_row: int = 0
 
     def deviation(self, report: MeasureReport) -> float:
@@ -435,11 +461,13 @@ class DriftGuard:
                       seed: int) -> MeasureReport:
         """``measure`` one chunk, re-timing it while its reference has drifted."""
         s = self.settings
-        allowed = s.drift_retries if (s.max_drift > 0 and self._failed_in_row < 3) else 0
+        allowed = s.drift_retries if (s.max_drift > 0 and self._failed_in_row < 3
+                                      and not s.paired) else 0
         best, best_dev, attempt = None, math.inf, 0
         while True:
             rep = measure(items, s, reference=reference,
-                          rng=np.random.default_rng(seed + 7919 * attempt))
+                          rng=np.random.default_rng(seed + 7919 * attempt),
+                          reference_base_ms=self.base_ms)
             dev = self.deviation(rep)
             if best is None or dev < best_dev:
                 best, best_dev = rep, dev
@@ -455,10 +483,12 @@ class DriftGuard:
             self._failed_in_row = 0
         if self.baseline_ms is None and best.reference_ms:
             self.baseline_ms = float(np.median(best.reference_ms))
+        if s.paired and self.base_ms is None:
+            self.base_ms = best.reference_base_ms
         return best
 
     def as_dict(self) -> dict[str, Any]:
         """Counters for the provenance file."""
         return {"baseline_ref_ms": self.baseline_ms, "max_drift": self.settings.max_drift,
                 "retried_chunks": self.retried_chunks, "retries": self.retries,
-                "unresolved_chunks": self.unresolved_chunks}
+                "unresolved_chunks": self.unresolved_chunks, "reference_base_ms": self.base_ms}

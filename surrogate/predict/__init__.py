@@ -1,1 +1,1 @@
-"""Latency predictors: table sums, learned models, differentiable latency, transfer."""
+"""Latency predictors: table sums, learned models, their differentiable and distilled forms, transfer."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .features import PARTS, ArchFeatures, as_indices
@@ -254,12 +254,3 @@ class ResidualLatency(LatencyModel):
                  model_params: dict | None = None, random_state: int | None = 0):
         super().__init__(space=space, table=table, model=model, parts=parts, residual=residual,
                          model_params=model_params, random_state=random_state)
-
-
-PREDICTORS = {"flops-linear": FlopsLinear, "table-sum": TableSum, "learned": LatencyModel,
-              "residual": ResidualLatency}
-
-
-def clone_predictor(est):
-    """``sklearn.base.clone`` (re-exported for convenience)."""
-    return clone(est)

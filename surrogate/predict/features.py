@@ -17,9 +17,8 @@ from space.blockstring import parse_arch
 from space.spaces import SearchSpace, get_space
 
 from .compiled import CompiledSpace
+from .layout import PARTS, FeatureLayout
 from .optable import OpTable
-
-PARTS = ("encoding", "counts", "table")
 
 
 def as_indices(space: SearchSpace, X) -> np.ndarray:
@@ -68,6 +67,8 @@ class ArchFeatures(TransformerMixin, BaseEstimator):
     Parts: ``encoding`` (the space's one-hot), ``counts`` (log MAdds, log params,
     layers, per-position MAdds and activation volume), ``table`` (total and
     per-position operator-table latency, stem, head). ``table`` needs ``table``.
+    The columns are laid out once, by :class:`~surrogate.predict.layout.FeatureLayout`
+    (``layout_``), which the differentiable features share.
     """
 
     def __init__(self, space: str = "anb", table=None, parts: Sequence[str] = PARTS):
@@ -76,10 +77,7 @@ class ArchFeatures(TransformerMixin, BaseEstimator):
         self.parts = parts
 
     def fit(self, X=None, y=None):
-        """Resolve the space, compile its tables and name the features; returns self."""
-        bad = [p for p in self.parts if p not in PARTS]
-        if bad or not self.parts:
-            raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {self.parts!r}")
+        """Resolve the space, compile its tables and lay out the features; returns self."""
         self.space_ = get_space(self.space)
         table = resolve_table(self.table, self.space)
         if "table" in self.parts and table is None:
@@ -91,17 +89,8 @@ class ArchFeatures(TransformerMixin, BaseEstimator):
             self.missing_ops_ = [lc.key() for lc in missing]
         else:
             self.missing_ops_ = []
-        names = []
-        npos = len(self.space_.positions)
-        if "encoding" in self.parts:
-            names += [f"{d.name}={c}" for d in self.space_.decisions for c in d.choices]
-        if "counts" in self.parts:
-            names += ["log_madds", "log_params", "n_layers"]
-            names += [f"madds_p{p}" for p in range(npos)] + [f"act_p{p}" for p in range(npos)]
-        if "table" in self.parts:
-            names += ["log_table_sum", "table_sum", "stem_ms", "head_ms"]
-            names += [f"table_p{p}" for p in range(npos)]
-        self.feature_names_out_ = np.array(names)
+        self.layout_ = FeatureLayout.build(self.compiled_, self.parts)
+        self.feature_names_out_ = self.layout_.names
         self.n_features_in_ = self.space_.n_decisions
         return self
 
@@ -120,40 +109,12 @@ class ArchFeatures(TransformerMixin, BaseEstimator):
         return s
 
     def transform(self, X) -> np.ndarray:
-        """Feature matrix (n, n_features) for architectures ``X``."""
-        idx = as_indices(self.space_, X)
-        n = idx.shape[0]
-        t = self.compiled_.terms(idx)
-        # filled in place: one (n, n_features) float64 array, no per-part copies
-        out = np.empty((n, len(self.feature_names_out_)), dtype=np.float64)
-        c = 0
-        if "encoding" in self.parts:
-            w = self.space_.onehot_width
-            enc = out[:, c: c + w]
-            enc.fill(0.0)
-            offs = np.concatenate([[0], np.cumsum(self.space_.cardinalities)[:-1]])
-            enc[np.arange(n)[:, None], idx + offs] = 1.0
-            c += w
-        npos = t["lat"].shape[1]
-        if "counts" in self.parts:
-            np.log(t["total_madds"], out=out[:, c])
-            np.log(t["total_params"], out=out[:, c + 1])
-            t["n_layers"].sum(axis=1, out=out[:, c + 2])
-            c += 3
-            np.divide(t["madds"], 1e6, out=out[:, c: c + npos])
-            np.divide(t["act_elems"], 1e6, out=out[:, c + npos: c + 2 * npos])
-            c += 2 * npos
+        """Feature matrix (n, n_features) for architectures ``X`` (see :mod:`.layout`)."""
+        out = self.layout_.transform(as_indices(self.space_, X))
         if "table" in self.parts:
-            s = t["stem_ms"] + t["lat"].sum(axis=1) + t["head_ms"]
+            s = out[:, list(self.feature_names_out_).index("table_sum")]
             if not np.all(np.isfinite(s)):
                 raise ValueError(f"architectures use operators the table lacks (e.g. "
                                  f"{self.missing_ops_[:2]}); measure them (`mnas measure ops --archs "
                                  f"FILE`) or add an operator-level fallback")
-            np.log(s, out=out[:, c])
-            out[:, c + 1] = s
-            out[:, c + 2] = t["stem_ms"]
-            out[:, c + 3] = t["head_ms"]
-            out[:, c + 4: c + 4 + npos] = t["lat"]
-            c += 4 + npos
-        assert c == out.shape[1]
         return out

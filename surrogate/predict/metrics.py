@@ -50,8 +50,8 @@ def plot_predicted_vs_measured(y_true, preds: Mapping[str, np.ndarray], path: st
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    from ..tables import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp)
     return str(path)

@@ -42,9 +42,9 @@ class OpTable:
     @classmethod
     def shipped(cls, profile: str, space: str, root: str | os.PathLike | None = None) -> "OpTable":
         """The table under ``data/latency_tables/<profile>/<space>_ops.csv`` (or ``root``)."""
-        from ..measure.jobs import tables_dir
+        from ..tables import table_path
 
-        path = tables_dir(root) / profile / f"{space}_ops.csv"
+        path = table_path(profile, space, "ops", root)
         if not path.is_file():
             raise FileNotFoundError(f"no shipped operator table for profile {profile!r} and space "
                                     f"{space!r} at {path}; measure it with: mnas measure ops "

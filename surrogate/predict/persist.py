@@ -7,7 +7,8 @@ A saved predictor is a folder:
 - ``ops.json``: the operator-table entries the predictor was fitted with (so it is
   self-contained and does not change when a table grows);
 - ``model.json`` (XGBoost's JSON format) or ``model.pt`` (a torch state dict) or
-  nothing (linear models keep their coefficients in ``meta.json``).
+  nothing (linear models keep their coefficients in ``meta.json`` and load as the
+  fitted scikit-learn pipeline, scaler and linear model, they were saved from).
 
 Loading checks the space and profile a caller expects and refuses a mismatch.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .estimators import FlopsLinear, LatencyModel, ResidualLatency, TableSum
+from .estimators import FlopsLinear, LatencyModel, ResidualLatency, TableSum, make_regressor
 from .optable import OpTable
 
 FORMAT = 1
@@ -48,6 +49,22 @@ def _linear_state(pipe) -> dict:
     return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
             "coef": np.ravel(lin.coef_).tolist(), "intercept": float(lin.intercept_),
             "alpha": None if alpha is None else float(alpha)}
+
+
+def _restore_linear(pipe, state: dict):
+    """The unfitted StandardScaler + linear-model pipeline ``pipe`` with the fitted
+    attributes of :func:`_linear_state`'s ``state``: a real scikit-learn pipeline whose
+    ``predict`` equals the saved one's."""
+    scaler, lin = pipe[0], pipe[-1]
+    mean = np.asarray(state["mean"], dtype=np.float64)
+    scale = np.asarray(state["scale"], dtype=np.float64)
+    scaler.mean_, scaler.scale_, scaler.var_ = mean, scale, scale ** 2
+    scaler.n_features_in_ = lin.n_features_in_ = len(mean)
+    lin.coef_ = np.asarray(state["coef"], dtype=np.float64)
+    lin.intercept_ = float(state["intercept"])
+    if state.get("alpha") is not None and hasattr(lin, "alphas"):  # RidgeCV: the chosen alpha
+        lin.alpha_ = float(state["alpha"])
+    return pipe
 
 
 def _portable(source: str | None) -> str | None:
@@ -151,33 +168,17 @@ def load_predictor(path: str | os.PathLike, *, space: str | None = None,
         est.coef_, est.intercept_ = fitted["coef"], fitted["intercept"]
         est.floor_ratio_ = float(fitted.get("floor_ratio", 0.0))  # files before the floor: none
     else:
-        from .estimators import make_regressor
-
         est.features_ = est._featuriser(est._parts())
+        reg = make_regressor(est.model, est.random_state, **(est.model_params or {}))
         if est.model in ("xgb", "xgb-l1"):
-            reg = make_regressor(est.model, est.random_state, **(est.model_params or {}))
             reg.load_model(str(path / fitted["file"]))
         elif est.model == "mlp":
             import torch
 
-            reg = make_regressor("mlp", est.random_state, **(est.model_params or {}))
             reg.load_state(fitted["mlp"], torch.load(path / fitted["file"], weights_only=True))
         else:  # "linear" (older files: "ridge")
-            reg = _LinearFromState(fitted.get("linear") or fitted["ridge"])
+            _restore_linear(reg, fitted.get("linear") or fitted["ridge"])
         est.regressor_ = reg
     est.n_features_in_ = est.features_.space_.n_decisions
     est.meta_ = meta
     return est
-
-
-class _LinearFromState:
-    """The prediction of a saved StandardScaler + linear (ridge or Huber) pipeline."""
-
-    def __init__(self, state: dict):
-        self.mean = np.asarray(state["mean"])
-        self.scale = np.asarray(state["scale"])
-        self.coef = np.asarray(state["coef"])
-        self.intercept = float(state["intercept"])
-
-    def predict(self, X):
-        return ((np.asarray(X) - self.mean) / self.scale) @ self.coef + self.intercept

@@ -41,9 +41,9 @@ def load_timings(profile: str, space: str, root: str | os.PathLike | None = None
     larger part of run-to-run differences on a shared machine
     (``bench/repeatability.py``). Rows without a reference timing are refused.
     """
-    from ..measure.jobs import tables_dir
+    from ..tables import table_path
 
-    path = tables_dir(root) / profile / f"{space}_models.csv"
+    path = table_path(profile, space, "models", root)
     if not path.is_file():
         raise FileNotFoundError(f"no end-to-end table for profile {profile!r} and space {space!r} at "
                                 f"{path}; measure it with: mnas measure models --profile {profile} "
