@@ -1,4 +1,4 @@
-"""CLI verbs owned by :mod:`surrogate`: ``devices``, ``host``, ``measure``, ``table``."""
+"""CLI verbs owned by :mod:`surrogate`: ``devices``, ``host``, ``measure``, ``fit``, ``predict``, ``eval``, ``table``."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""Host identity: which kind of machine this is (no imports from the package).
+"""Host identity: which kind of machine this is (imports only :mod:`.pinning` from the package).
 
 ``host_identity()`` reads Linux's /proc and /sys (no torch, no subprocess) and
 degrades to ``platform`` elsewhere. Its ``host_id`` hashes only what changes
