@@ -34,15 +34,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import base_parser, data_file, fmt, limit_threads, md_table, median_metrics, read_csv, write_results  # noqa: E402,E501
+from common import base_parser, curve_medians, fmt, limit_threads, md_table, write_results  # noqa: E402
 
-from space import get_space  # noqa: E402
+from surrogate.datasets import load_anb as load_anb_dataset  # noqa: E402
 from surrogate.predict.estimators import FlopsLinear, LatencyModel  # noqa: E402
+from surrogate.predict.fewshot import kshot_curve  # noqa: E402
 from surrogate.predict.metrics import latency_metrics  # noqa: E402
-from surrogate.predict.transfer import FewShotTransfer  # noqa: E402
+from surrogate.predict.selection import select_and_fit  # noqa: E402
 
 NAME = "anb_accelerators"
-CSV = "accel_nasbench/anb_results.csv"
 ACCS = ("a100", "3090", "tpuv2", "tpuv3")
 KS = (5, 10, 20, 50, 100, 500)
 EC = ("encoding", "counts")
@@ -51,29 +51,9 @@ XGB_D3 = {"max_depth": 3, "n_estimators": 1500, "learning_rate": 0.05}
 
 def load_anb(data) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], dict]:
     """(canonical index vectors, {acc: ms per image}, {acc: relative std}, info)."""
-    rows = read_csv(data_file(data, CSV))
-    sp = get_space("anb")
-    keep, seen = [], set()
-    n_missing = n_dup = 0
-    for r in rows:
-        if not all(r.get(f"throughput_{a}_img_s", "").strip() for a in ACCS):
-            n_missing += 1
-            continue
-        key = sp.canonical(sp.from_row(r))
-        if key in seen:
-            n_dup += 1
-            continue
-        seen.add(key)
-        keep.append((key, r))
-    idx = np.array([k for k, _ in keep], dtype=np.int64)
-    thr = {a: np.array([float(r[f"throughput_{a}_img_s"]) for _, r in keep]) for a in ACCS}
-    rel = {}
-    for a in ACCS:
-        sd = np.array([float(r[f"throughput_{a}_std"] or "nan") for _, r in keep])
-        rel[a] = sd / thr[a]
-    info = {"rows_in_file": len(rows), "rows_missing_a_throughput": n_missing,
-            "repeated_architectures_dropped": n_dup, "rows_used": len(keep)}
-    return idx, {a: 1000.0 / thr[a] for a in ACCS}, rel, info
+    ds = load_anb_dataset(data, accelerators=ACCS)
+    return (ds.canonical, {a: ds.latency_ms(a) for a in ACCS},
+            {a: ds.frame[f"{a}_rel_std"].to_numpy() for a in ACCS}, ds.info)
 
 
 def fixed_split(n: int, seed: int, n_test: int, n_source: int):
@@ -83,70 +63,43 @@ def fixed_split(n: int, seed: int, n_test: int, n_source: int):
 
 
 def source_candidates(quick: bool) -> dict:
+    """Source models by name -> factory(seed) (the seed is not used: as fitted before)."""
     xp = {"n_estimators": 40} if quick else {}
     return {
-        "ridge": lambda: LatencyModel("anb", model="ridge", parts=EC),
-        "xgb": lambda: LatencyModel("anb", model="xgb", parts=EC, model_params=xp or None),
-        "xgb-d3": lambda: LatencyModel("anb", model="xgb", parts=EC, model_params={**XGB_D3, **xp}),
+        "ridge": lambda s: LatencyModel("anb", model="ridge", parts=EC),
+        "xgb": lambda s: LatencyModel("anb", model="xgb", parts=EC, model_params=xp or None),
+        "xgb-d3": lambda s: LatencyModel("anb", model="xgb", parts=EC, model_params={**XGB_D3, **xp}),
     }
 
 
-def fit_source(idx, y, seed: int, quick: bool):
-    """The candidate with the lowest validation MAPE (a fifth of the rows), refitted on all."""
-    perm = np.random.default_rng(20_000 + seed).permutation(len(y))
-    n_val = len(y) // 5
-    va, tr = perm[:n_val], perm[n_val:]
-    val = {}
-    for name, make in source_candidates(quick).items():
-        val[name] = latency_metrics(y[va], make().fit(idx[tr], y[tr]).predict(idx[va]))["mape"]
-    chosen = min(val, key=val.get)
-    return source_candidates(quick)[chosen]().fit(idx, y), chosen, val
-
-
-def run(idx, ys, seed, ks, repeats, n_test, n_source, quick, log) -> dict:
+def run(idx, ys, *, seed: int, ks, repeats: int, n_test: int, n_source: int, quick: bool,
+        log) -> dict:
+    """Source models on the source split, then each target's K-shot curve on the test rows."""
     te, src, pool = fixed_split(len(idx), seed, n_test, n_source)
     sources, own = {}, {}
     for a in ACCS:
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, chosen, val = fit_source(idx[src], ys[a][src], seed, quick)
-        pred_te = model.predict(idx[te])
-        sources[a] = model
-        own[a] = {"model": chosen, "validation_mape": val,
-                  "test": latency_metrics(ys[a][te], pred_te)}
-        log(f"{a}: source model {chosen}, own test MAPE {own[a]['test']['mape']:.4f} "
+        sel = select_and_fit(source_candidates(quick), idx[src], ys[a][src], seed=seed,
+                             split_seed=20_000 + seed, refit="chosen")
+        sources[a] = sel.best
+        own[a] = {"model": sel.chosen,
+                  "validation_mape": {n: v["mape"] for n, v in sel.validation.items()},
+                  "test": latency_metrics(ys[a][te], sel.best.predict(idx[te]))}
+        log(f"{a}: source model {sel.chosen}, own test MAPE {own[a]['test']['mape']:.4f} "
             f"({time.perf_counter() - t0:.0f}s)")
     xp = {"n_estimators": 40} if quick else None
+    scratch = {"scratch ridge": lambda: LatencyModel("anb", model="ridge", parts=EC),
+               "scratch xgb": lambda: LatencyModel("anb", model="xgb", parts=EC, model_params=xp),
+               "scratch flops-linear": lambda: FlopsLinear("anb")}
     out: dict = {}
     for tgt in ACCS:
-        y = ys[tgt]
-        res: dict = {}
-        for k in ks:
-            runs: dict[str, list] = {}
-            for r in range(repeats):
-                rng = np.random.default_rng(1000 * seed + 7919 * k + r)
-                pick = rng.choice(pool, size=min(k, len(pool)), replace=False)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    for name, est in (("scratch ridge", LatencyModel("anb", model="ridge", parts=EC)),
-                                      ("scratch xgb", LatencyModel("anb", model="xgb", parts=EC,
-                                                                   model_params=xp)),
-                                      ("scratch flops-linear", FlopsLinear("anb"))):
-                        p = np.maximum(est.fit(idx[pick], y[pick]).predict(idx[te]), 1e-6)
-                        runs.setdefault(name, []).append(latency_metrics(y[te], p))
-                    for s in ACCS:
-                        if s == tgt:
-                            continue
-                        m = FewShotTransfer("anb", source=sources[s]).fit(idx[pick], y[pick])
-                        runs.setdefault(f"from {s}", []).append(latency_metrics(y[te], m.predict(idx[te])))
-            res[str(k)] = {n: median_metrics(v) for n, v in runs.items()}
-            best = min((n for n in res[str(k)] if n.startswith("from")),
-                       key=lambda n: res[str(k)][n]["mape"])
-            log(f"{tgt} K={k}: best {best} MAPE {res[str(k)][best]['mape']:.4f} Spearman "
-                f"{res[str(k)][best]['spearman']:.4f}; scratch xgb MAPE "
-                f"{res[str(k)]['scratch xgb']['mape']:.4f}")
-        out[tgt] = res
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            curve = kshot_curve(idx, ys[tgt], space="anb", ks=ks, draws=repeats, seed=seed,
+                                sources={s: m for s, m in sources.items() if s != tgt},
+                                pool=pool, test=te, scratch=scratch,
+                                log=lambda m, t=tgt: log(f"{t} {m}"))
+        out[tgt] = curve_medians(curve)
     return {"per_target": out, "own_source_split_model": own,
             "split": {"test": len(te), "source": len(src), "pool": len(pool)}}
 
@@ -200,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         ks, repeats, n_test, n_source = KS, a.repeats, 1000, 2000
     log = lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", flush=True)  # noqa: E731
-    res = run(idx, ys, a.seed, ks, repeats, n_test, n_source, a.quick, log)
+    res = run(idx, ys, seed=a.seed, ks=ks, repeats=repeats, n_test=n_test,
+              n_source=n_source, quick=a.quick, log=log)
     res["data"] = info
     res["repeatability_median_rel_std"] = {k: float(np.nanmedian(v)) for k, v in rel.items()}
     md = markdown(res, ks, rel, info, repeats)

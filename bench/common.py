@@ -35,21 +35,16 @@ METRIC_KEYS = ("within_5pct", "within_10pct", "mape", "rmse_ms", "kendall_tau", 
 # -- data ----------------------------------------------------------------------------
 def data_dir(data: str | os.PathLike | None = None) -> Path:
     """The benchmark data folder: ``data``, ``$MNAS_BENCHMARKS_DIR`` or ``../shared/benchmarks``."""
-    if data:
-        return Path(data)
-    env = os.environ.get(ENV_DATA)
-    return Path(env) if env else REPO.parent / "shared" / "benchmarks"
+    from surrogate.datasets import benchmarks_dir
+
+    return benchmarks_dir(data)
 
 
 def data_file(data: str | os.PathLike | None, rel: str) -> Path:
     """``rel`` inside the data folder (``data`` may also be the file itself)."""
-    d = data_dir(data)
-    if d.is_file():
-        return d
-    p = d / rel
-    if not p.is_file():
-        raise FileNotFoundError(f"benchmark file {p} is absent; pass --data or set ${ENV_DATA}")
-    return p
+    from surrogate.datasets import benchmark_file
+
+    return benchmark_file(data, rel)
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -186,6 +181,17 @@ def median_metrics(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
         elif vals:
             out[k] = float(np.median(vals))
     out["repeats"] = len(runs)
+    return out
+
+
+def curve_medians(curve, rename: Mapping[str, str] | None = None) -> dict[str, dict]:
+    """A :func:`surrogate.predict.fewshot.kshot_curve` frame as ``{str(K): {method: medians}}``."""
+    rename = dict(rename or {})
+    keys = [c for c in curve.columns if c not in ("k", "draw", "method")]
+    out: dict[str, dict] = {}
+    for (k, method), g in curve.groupby(["k", "method"], sort=False):
+        out.setdefault(str(k), {})[rename.get(method, method)] = median_metrics(
+            g[keys].to_dict("records"))
     return out
 
 

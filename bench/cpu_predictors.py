@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from surrogate.predict.metrics import latency_metrics, plot_predicted_vs_measured  # noqa: E402
 from surrogate.predict.oplevel import OpLevelModel, row_to_config  # noqa: E402
 from surrogate.predict.optable import OpTable  # noqa: E402
+from surrogate.predict.selection import cv_mape as selection_cv_mape  # noqa: E402
 from surrogate.predict.workflow import (default_predictor_dir, load_timings, make_predictor,  # noqa: E402
                                         split)
 from surrogate.tables import Table, write_json_atomic  # noqa: E402
@@ -35,16 +36,9 @@ BASELINES = ("flops-linear", "table-sum", "table-sum-cal")
 
 
 def cv_mape(name: str, space: str, table, archs, y, folds: int = 5, seed: int = 0) -> float:
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(archs))
-    errs = []
-    for f in range(folds):
-        te = order[f::folds]
-        tr = np.setdiff1d(order, te)
-        est = make_predictor(name, space, table).fit([archs[i] for i in tr], y[tr])
-        p = est.predict([archs[i] for i in te])
-        errs.append(np.mean(np.abs(p / y[te] - 1)))
-    return float(np.mean(errs))
+    """5-fold CV MAPE of predictor ``name`` (:func:`surrogate.predict.selection.cv_mape`)."""
+    return selection_cv_mape(lambda: make_predictor(name, space, table), archs, y, folds=folds,
+                             seed=seed)
 
 
 def op_level_validation(profile: str, space: str, root=None, seed: int = 0) -> dict | None:

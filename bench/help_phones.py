@@ -35,24 +35,22 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (METRIC_HEADERS, base_parser, data_file, fmt, limit_threads,  # noqa: E402
-                    md_table, median_metrics, metric_cells, read_csv, write_results)
+from common import (METRIC_HEADERS, base_parser, curve_medians, fmt, limit_threads,  # noqa: E402
+                    md_table, median_metrics, metric_cells, write_results)
 
-from space import get_space  # noqa: E402
+from surrogate.datasets import load_help_fbnet  # noqa: E402
+from surrogate.predict.baselines import Additive  # noqa: E402
 from surrogate.predict.estimators import FlopsLinear, LatencyModel  # noqa: E402
-from surrogate.predict.features import ArchFeatures  # noqa: E402
+from surrogate.predict.fewshot import Precomputed, kshot_curve  # noqa: E402
 from surrogate.predict.metrics import latency_metrics  # noqa: E402
-from surrogate.predict.transfer import FewShotTransfer  # noqa: E402
+from surrogate.predict.selection import XGB_L1, candidates, select_and_fit  # noqa: E402
 
 NAME = "help_phones"
-CSV = "help_fbnet/fbnet_latency.csv"
 DEVICES = ("pixel2", "samsung_a50", "pixel3", "raspi4", "gold_6226", "2080ti_1", "2080ti_32",
            "titanx_1")
 PHONES = ("pixel2", "samsung_a50")
@@ -61,92 +59,19 @@ EC = ("encoding", "counts")
 ANCHOR = {"pixel2": {"mape": 0.081, "within_10pct": 0.687, "spearman": 0.81},
           "samsung_a50": {"mape": 0.053, "within_10pct": 0.890, "spearman": 0.89}}
 HELP_10_SHOT_SPEARMAN = (0.89, 0.94)
-XGB_L1 = {"objective": "reg:absoluteerror", "max_depth": 2, "n_estimators": 1500,
-          "learning_rate": 0.03}
 
 
-# -- data ------------------------------------------------------------------------------
+# -- data ----------------------------------------------------------------------------
 def load_help(data) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(index vectors as in the file, canonical index vectors, {device: ms})."""
-    rows = read_csv(data_file(data, CSV))
-    sp = get_space("fbnet")
-    raw = np.array([sp.from_ops([r[f"layer{i}"] for i in range(22)]) for r in rows], dtype=np.int64)
-    can = np.array([sp.canonical(r) for r in raw], dtype=np.int64)
-    ys = {d: np.array([float(r[f"{d}_ms"]) for r in rows]) for d in DEVICES}
-    return raw, can, ys
+    ds = load_help_fbnet(data, devices=DEVICES)
+    return ds.indices, ds.canonical, {d: ds.latency_ms(d) for d in DEVICES}
 
 
 def split(n: int, seed: int, n_train: int, n_test: int) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint random train / test row indices."""
     perm = np.random.default_rng(seed).permutation(n)
     return perm[:n_train], perm[n_train: n_train + n_test]
-
-
-# -- models ----------------------------------------------------------------------------
-class Additive:
-    """SPEC section 3's baseline: one-hot of each layer's op, least squares on ms."""
-
-    def fit(self, raw: np.ndarray, y: np.ndarray) -> "Additive":
-        from sklearn.linear_model import LinearRegression
-
-        self.sp_ = get_space("fbnet")
-        self.lr_ = LinearRegression().fit(self.sp_.onehot(raw), y)
-        return self
-
-    def predict(self, raw: np.ndarray) -> np.ndarray:
-        return self.lr_.predict(self.sp_.onehot(raw))
-
-
-def huber_linear(seed: int = 0):
-    """ArchFeatures -> scaler -> Huber regression on log latency (a robust linear model)."""
-    from sklearn.compose import TransformedTargetRegressor
-    from sklearn.linear_model import HuberRegressor
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    reg = TransformedTargetRegressor(HuberRegressor(epsilon=1.1, alpha=1e-3, max_iter=3000),
-                                     func=np.log, inverse_func=np.exp, check_inverse=False)
-    return make_pipeline(ArchFeatures("fbnet", parts=EC), StandardScaler(), reg)
-
-
-def candidates(quick: bool, with_mlp: bool = True) -> dict[str, Callable[[int], object]]:
-    """Candidate predictors by name -> factory(seed)."""
-    xp = {"n_estimators": 40} if quick else {}
-    c: dict[str, Callable[[int], object]] = {
-        "ridge": lambda s: LatencyModel("fbnet", model="ridge", parts=EC, random_state=s),
-        "xgb": lambda s: LatencyModel("fbnet", model="xgb", parts=EC, model_params=xp or None,
-                                      random_state=s),
-        "xgb-l1": lambda s: LatencyModel("fbnet", model="xgb", parts=EC,
-                                         model_params={**XGB_L1, **xp}, random_state=s),
-        "huber-linear": lambda s: huber_linear(s),
-    }
-    if with_mlp:
-        mp = {"epochs": 5} if quick else None
-        c["mlp"] = lambda s: LatencyModel("fbnet", model="mlp", parts=EC, model_params=mp,
-                                          random_state=s)
-    return c
-
-
-def select_and_fit(cands: dict, X: np.ndarray, y: np.ndarray, seed: int, val_share: float = 0.2):
-    """Pick the candidate with the lowest validation MAPE (split of ``X``), refit all on ``X``.
-
-    Returns ({name: fitted on all X}, chosen name, {name: validation metrics}, {name: fit s}).
-    """
-    rng = np.random.default_rng(10_000 + seed)
-    perm = rng.permutation(len(X))
-    n_val = int(round(val_share * len(X)))
-    va, tr = perm[:n_val], perm[n_val:]
-    val, fitted, fit_s = {}, {}, {}
-    for name, make in cands.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            m = make(seed).fit(X[tr], y[tr])
-            val[name] = latency_metrics(y[va], m.predict(X[va]))
-            t = time.perf_counter()
-            fitted[name] = make(seed).fit(X, y)
-            fit_s[name] = time.perf_counter() - t
-    chosen = min(val, key=lambda k: val[k]["mape"])
-    return fitted, chosen, val, fit_s
 
 
 def rounding_floor(y: np.ndarray, seed: int, draws: int = 20) -> dict:
@@ -172,7 +97,8 @@ def per_device(raw, can, ys, seeds, n_train, n_test, quick, log) -> dict:
                    "flops-linear": latency_metrics(y[te], FlopsLinear("fbnet").fit(can[tr], y[tr])
                                                    .predict(can[te])),
                    "rounding floor": rounding_floor(y[te], s)}
-            fitted, chosen, val, fit_s = select_and_fit(candidates(quick), can[tr], y[tr], s)
+            sel = select_and_fit(candidates("fbnet", quick=quick), can[tr], y[tr], seed=s)
+            fitted, chosen, val, fit_s = sel.fitted, sel.chosen, sel.validation, sel.fit_seconds
             for name, m in fitted.items():
                 res[name] = latency_metrics(y[te], m.predict(can[te]))
             res["ours (selected)"] = dict(res[chosen], chosen=chosen)
@@ -191,56 +117,30 @@ def per_device(raw, can, ys, seeds, n_train, n_test, quick, log) -> dict:
 
 
 # -- part 2 ----------------------------------------------------------------------------
-class Lookup:
-    """A source 'predictor': precomputed predictions looked up by canonical index vector."""
-
-    def __init__(self, can: np.ndarray, pred: np.ndarray):
-        self.table = {tuple(r): float(p) for r, p in zip(can.tolist(), pred)}
-
-    def __call__(self, X) -> np.ndarray:
-        return np.array([self.table[tuple(r)] for r in np.asarray(X).tolist()])
-
-
-def few_shot(can, ys, targets, sources_for, ks, draws, seed, n_train, n_test, quick, log) -> dict:
+def few_shot(can, ys, *, targets, sources_for, ks, draws, seed, n_train, n_test, quick, log) -> dict:
+    """K-shot curves of each target from every source (fitted on its own training rows)."""
     tr, te = split(len(can), seed, n_train, n_test)
     needed = sorted({s for t in targets for s in sources_for(t)})
     src_info, src_fn = {}, {}
     for d in needed:  # a predictor of each source device from its own training rows
         t0 = time.perf_counter()
-        fitted, chosen, val, _ = select_and_fit(candidates(quick, with_mlp=False), can[tr],
-                                                ys[d][tr], seed)
-        pred = fitted[chosen].predict(can)
-        src_fn[d] = Lookup(can, pred)
-        src_info[d] = {"model": chosen, "test": latency_metrics(ys[d][te], pred[te]),
-                       "validation_mape": val[chosen]["mape"]}
-        log(f"source {d}: {chosen}, own test Spearman {src_info[d]['test']['spearman']:.3f} "
+        sel = select_and_fit(candidates("fbnet", quick=quick, with_mlp=False), can[tr],
+                             ys[d][tr], seed=seed)
+        pred = sel.best.predict(can)
+        src_fn[d] = Precomputed(can, pred)
+        src_info[d] = {"model": sel.chosen, "test": latency_metrics(ys[d][te], pred[te]),
+                       "validation_mape": sel.validation[sel.chosen]["mape"]}
+        log(f"source {d}: {sel.chosen}, own test Spearman {src_info[d]['test']['spearman']:.3f} "
             f"({time.perf_counter() - t0:.0f}s)")
+    scratch = {"scratch ridge": lambda: LatencyModel("fbnet", model="ridge", parts=EC),
+               "scratch flops-linear": lambda: FlopsLinear("fbnet")}
     out: dict = {"sources": src_info, "targets": {}}
     for tgt in targets:
-        y = ys[tgt]
-        res: dict = {}
-        for k in ks:
-            runs: dict[str, list] = {}
-            for r in range(draws):
-                rng = np.random.default_rng(1000 * seed + 7919 * k + r)
-                pick = rng.choice(tr, size=min(k, len(tr)), replace=False)
-                for src in sources_for(tgt):
-                    m = FewShotTransfer("fbnet", source=src_fn[src]).fit(can[pick], y[pick])
-                    runs.setdefault(src, []).append(latency_metrics(y[te], m.predict(can[te])))
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    sc = LatencyModel("fbnet", model="ridge", parts=EC).fit(can[pick], y[pick])
-                    runs.setdefault("scratch ridge", []).append(
-                        latency_metrics(y[te], sc.predict(can[te])))
-                    fl = FlopsLinear("fbnet").fit(can[pick], y[pick])
-                    p = np.maximum(fl.predict(can[te]), 1e-3)
-                    runs.setdefault("scratch flops-linear", []).append(latency_metrics(y[te], p))
-            res[str(k)] = {name: median_metrics(v) for name, v in runs.items()}
-            best = max((n for n in res[str(k)] if not n.startswith("scratch")),
-                       key=lambda n: res[str(k)][n]["spearman"])
-            log(f"{tgt} K={k}: best source {best} Spearman {res[str(k)][best]['spearman']:.3f}, "
-                f"MAPE {res[str(k)][best]['mape']:.4f}")
-        out["targets"][tgt] = res
+        srcs = {s: src_fn[s] for s in sources_for(tgt)}
+        curve = kshot_curve(can, ys[tgt], space="fbnet", sources=srcs, ks=ks, draws=draws,
+                            seed=seed, pool=tr, test=te, scratch=scratch, floor=1e-3,
+                            log=lambda m, t=tgt: log(f"{t} {m}"))
+        out["targets"][tgt] = curve_medians(curve, {f"from {s}": s for s in srcs})
     return out
 
 
@@ -316,8 +216,8 @@ def main(argv: list[str] | None = None) -> dict:
     part1 = per_device(raw, can, ys, seeds, n_train, n_test, a.quick, log)
     part2 = {"sources": {}, "targets": {}}
     if not a.skip_few_shot:
-        part2 = few_shot(can, ys, targets, sources_for, ks, repeats, a.seed, n_train, n_test,
-                         a.quick, log)
+        part2 = few_shot(can, ys, targets=targets, sources_for=sources_for, ks=ks, draws=repeats,
+                         seed=a.seed, n_train=n_train, n_test=n_test, quick=a.quick, log=log)
     results = {"per_device": part1, "few_shot": part2,
                "help_10_shot_spearman": HELP_10_SHOT_SPEARMAN}
     md = markdown(part1, part2, ks, seeds, repeats, n_train)

@@ -5,6 +5,12 @@ import sys
 
 from space.cli import OneLineParser, UsageError, positive_int
 
+
+def _profile_names() -> list[str]:
+    from surrogate.measure.profiles import PROFILES
+
+    return list(PROFILES)
+
 _USER_ERRORS = (UsageError, ValueError, FileNotFoundError)
 
 
@@ -38,13 +44,14 @@ def _add_sweep_args(p, controller: bool) -> None:
 
     from .sweep import SAMPLERS
 
-    p.add_argument("--space", default="anb", choices=space_names())
-    p.add_argument("--profile", default="cpu-litert")
+    p.add_argument("--space", default="anb", choices=space_names(), help="search space")
+    p.add_argument("--profile", default="cpu-litert", choices=_profile_names(),
+                   help="device profile whose latency is predicted or looked up")
     p.add_argument("--accuracy", default="anb", help="accuracy objective: anb, macro, proxy-train")
     if controller:
         from .controllers import controller_names
 
-        p.add_argument("--controller", default="ppo", choices=controller_names())
+        p.add_argument("--controller", default="ppo", choices=controller_names(), help="search controller")
         g = p.add_argument_group("gradient controller (search.controllers.gradient)")
         g.add_argument("--steps", type=positive_int, default=None,
                        help="gradient steps between proposals (default 5)")
@@ -56,15 +63,17 @@ def _add_sweep_args(p, controller: bool) -> None:
         g.add_argument("--chains", type=positive_int, default=None,
                        help="independent distributions with spread reward exponents (default 8)")
     else:
-        p.add_argument("--sampler", default="nsga2", choices=SAMPLERS)
-    p.add_argument("--trials", type=positive_int, default=300)
-    p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--sampler", default="nsga2", choices=SAMPLERS, help="Optuna sampler")
+    p.add_argument("--trials", type=positive_int, default=300, help="networks to evaluate")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--batch", type=positive_int, default=8, help="trials asked per round")
     p.add_argument("--storage", default=None,
                    help="study storage: sqlite:///sweep.db, another SQLAlchemy URL, or journal:./sweep.log")
-    p.add_argument("--study-name", default=None)
-    p.add_argument("--latency-target", type=float, default=None, metavar="T_MS")
-    p.add_argument("--reward", default="soft", choices=("soft", "hard"))
+    p.add_argument("--study-name", default=None, help="Optuna study name (default: <space>-<profile>-<accuracy>-<method>-seed<seed>)")
+    p.add_argument("--latency-target", type=float, default=None, metavar="T_MS",
+                   help="latency target T in ms (default: the median latency of random members)")
+    p.add_argument("--reward", default="soft", choices=("soft", "hard"),
+                   help="MnasNet reward: soft (w = -0.07 either side of T) or hard (no bonus below T, w = -1 above)")
     p.add_argument("--no-seed-reference", action="store_true",
                    help="do not enqueue the reference networks of the space")
     p.add_argument("--remeasure", type=int, default=3, metavar="K",
@@ -81,8 +90,8 @@ def _add_sweep_args(p, controller: bool) -> None:
                         "network up in the profile's end-to-end table (every one must be timed, "
                         "e.g. nasbench-macro with cpu-onnxruntime)")
     p.add_argument("--out", default=None, help="output folder (default mnas_runs/<study>)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _cmd_sweep(args) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ class PredictedLatency:
         if not (where / "meta.json").is_file():
             raise FileNotFoundError(
                 f"no latency predictor for profile {profile!r} and space {space!r} at {where}; "
-                f"fit one with: mnas fit --profile {profile} --space {space} -o {where}")
+                f"fit one with: mnas fit --profile {profile} --space {space} -o {shlex.quote(str(where))}")
         self.predictor = load_predictor(where, space=space, profile=profile)
         self.source = str(where)
         self.n_evaluated = 0

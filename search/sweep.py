@@ -95,6 +95,25 @@ class SweepResult:
         """The result as a JSON-ready dict."""
         return asdict(self)
 
+    def trials_frame(self):
+        """Every finished trial (``trials.csv`` on disk) as a pandas DataFrame."""
+        from surrogate.frames import require_pandas
+
+        path = self.files.get("trials")
+        if not path or not Path(path).is_file():
+            raise FileNotFoundError(f"trials file {path!r} of this sweep is absent")
+        return require_pandas().read_csv(path, dtype={"trial": "int64", "arch": str,
+                                                      "worker": str}, keep_default_na=False)
+
+    def pareto_frame(self):
+        """The Pareto front (``pareto``) as a pandas DataFrame, by rising latency."""
+        from surrogate.frames import records_frame
+
+        cols = ["trial", "arch", "accuracy", "latency_ms", "reward"]
+        df = records_frame(self.pareto, cols, ints=["trial"],
+                           floats=["accuracy", "latency_ms", "reward"])
+        return df.sort_values("latency_ms", kind="stable").reset_index(drop=True)
+
 
 # -- storage --------------------------------------------------------------------------
 def open_storage(url: str | None):
@@ -165,6 +184,33 @@ def default_target(latency, space, seed: int = 0) -> float:
     return float(np.median(latency.batch(idx)))
 
 
+def trial_metadata(cfg: SweepConfig, latency) -> dict:
+    """User attributes every trial of this worker carries: device, runtime, latency kind,
+    package versions (computed once; JSON-able)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import optuna
+
+    try:
+        from surrogate.measure.profiles import get_profile
+
+        prof = get_profile(cfg.profile)
+        runtime, rt_versions = prof.runtime, prof.runtime_versions()
+    except (ValueError, KeyError, ImportError):  # a profile this build does not know
+        runtime, rt_versions = None, {}
+    try:
+        ours = version("mnas-surrogate")
+    except PackageNotFoundError:  # a checkout on sys.path, not installed
+        ours = None
+    describe = getattr(latency, "describe", None)
+    return {"device": cfg.profile, "runtime": runtime,
+            "latency_kind": (describe() if describe else {}).get("kind"),
+            "versions": {"mnas-surrogate": ours, "optuna": optuna.__version__,
+                         "numpy": np.__version__, "python": platform.python_version(),
+                         **{k: v for k, v in rt_versions.items() if isinstance(v, str)}}}
+
+
 def _complete(study):
     from optuna.trial import TrialState
 
@@ -219,6 +265,10 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
                    desc=f"sweep {cfg.name}", file=sys.stderr, dynamic_ncols=True)
     evaluated = 0
     worker = _worker_id()
+    meta = {"worker": worker, **trial_metadata(cfg, latency)}
+    # a latency target given as a hard budget is an Optuna constraint (feasible: <= 0),
+    # which NSGA-II's constrained domination and the dashboard read
+    budget = float(target) if cfg.reward == "hard" and cfg.latency_target_ms is not None else None
     try:
         while True:
             from optuna.trial import TrialState
@@ -234,11 +284,12 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
             proposals = controller.propose(k) if controller is not None else [None] * k
             for idx in proposals:
                 params = {} if idx is None else {d.name: int(v) for d, v in zip(space.decisions, idx)}
-                study.enqueue_trial(params, user_attrs={"worker": worker})
+                study.enqueue_trial(params, user_attrs=meta)
             trials = [study.ask(dists) for _ in range(k)]
             for t in trials:
                 if t.user_attrs.get("worker") != worker:  # popped another worker's entry
-                    t.set_user_attr("worker", worker)
+                    for key, v in meta.items():
+                        t.set_user_attr(key, v)
             raw = np.array([[t.params[d.name] for d in space.decisions] for t in trials], dtype=np.int64)
             canon = np.array([space.canonical(r) for r in raw], dtype=np.int64)
             acc = accuracy.batch(canon)
@@ -247,6 +298,8 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
             for t, c, a, l_, r in zip(trials, canon, acc, lat, rew):
                 t.set_user_attr("arch", format_arch(space.to_arch(c)))
                 t.set_user_attr("reward", float(r))
+                if budget is not None:
+                    t.set_constraint("latency_ms", float(l_) - budget)
                 study.tell(t, [float(a), float(l_)], skip_if_finished=True)
             evaluated += k
             if controller is not None:

@@ -8,17 +8,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .arch import Arch
 
 
 class UsageError(ValueError):
     """Bad command-line input (printed as one line, exit code 2)."""
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless its help already says it (or it has none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            return text
+        return super()._get_help_string(action)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit code 2."""
+    """argparse, but a usage error is one line on stderr and exit code 2; defaults shown."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         """Raise :class:`UsageError` instead of printing usage and exiting."""
@@ -52,15 +69,46 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 
 
 # -- mnas arch -----------------------------------------------------------------------
-def arch_summary(text: str, resolution: int | None = None) -> dict:
-    """Counts and per-stage table of a named or written architecture."""
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (v > 0 and np.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def add_variant_args(p: argparse.ArgumentParser) -> None:
+    """``--width`` and ``--resolution``: a variant of each named network."""
+    p.add_argument("--width", type=positive_float, default=None, metavar="M",
+                   help="width multiplier applied to the network(s), with the release rounding "
+                        "(default: as registered)")
+    p.add_argument("--resolution", type=positive_int, default=None, metavar="R",
+                   help="input resolution (default: the network's own)")
+
+
+def resolve_variant(text: str, width: float | None = None, resolution: int | None = None,
+                    what: str = "architecture") -> "Arch":
+    """A name, variant name or architecture string, then ``width`` / ``resolution`` applied."""
+    from .reference import resolve_arch, variant
+
+    if "@" in text and (width is not None or resolution is not None):
+        raise UsageError(f"{what} {text!r} already names a variant; give the width and resolution "
+                         f"either after '@' or as --width/--resolution, not both")
+    arch = resolve_arch(text)
+    if width is None and resolution is None:
+        return arch
+    return variant(arch, width, resolution)
+
+
+def arch_summary(text: str, resolution: int | None = None, width: float | None = None) -> dict:
+    """Counts and per-stage table of a named, varied or written architecture."""
     from .blockstring import format_arch
     from .counting import count, stage_table
-    from .reference import resolve_arch
 
-    arch = resolve_arch(text)
-    if resolution is not None:
-        arch = arch.replace(resolution=resolution)
+    arch = resolve_variant(text, width, resolution)
     c = count(arch)
     return {"params": c.params, "madds": c.madds, "macs_thop": c.macs_thop,
             "name": arch.name, "arch": format_arch(arch), "resolution": arch.resolution,
@@ -68,7 +116,7 @@ def arch_summary(text: str, resolution: int | None = None) -> dict:
 
 
 def _cmd_arch_show(args) -> int:
-    info = arch_summary(args.arch, args.resolution)
+    info = arch_summary(args.arch, args.resolution, args.width)
     if args.json:
         print_json(info)
         return 0
@@ -134,9 +182,13 @@ def _cmd_space_sample(args) -> int:
                      "params": c.params, "madds": c.madds})
     if args.json:
         print_json(rows)
-    else:
+    elif args.table:
+        print(f"{'params':>10} {'MAdds':>9}  architecture")
         for r in rows:
             print(f"{r['params']:>10,} {r['madds'] / 1e6:8.1f}M  {r['arch']}")
+    else:  # one string a line: what --archs FILE and mnas predict read
+        for r in rows:
+            print(r["arch"])
     return 0
 
 
@@ -167,23 +219,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("arch", help="show reference or written architectures")
     asub = p.add_subparsers(dest="arch_cmd", required=True, parser_class=OneLineParser)
     s = asub.add_parser("show", help="params, MAdds and per-stage table")
-    s.add_argument("arch", help="a reference name (mnas arch list) or an architecture string")
-    s.add_argument("--resolution", type=positive_int, default=None)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("arch", help="a reference name (mnas arch list), a variant of one "
+                   "(mnasnet-a1@w0.75,r192) or an architecture string")
+    add_variant_args(s)
+    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_cmd_arch_show)
     s = asub.add_parser("list", help="the reference registry")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_cmd_arch_list)
 
     p = sub.add_parser("space", help="inspect and sample search spaces")
     ssub = p.add_subparsers(dest="space_cmd", required=True, parser_class=OneLineParser)
     s = ssub.add_parser("info", help="decisions, size, operator configurations")
-    s.add_argument("space", choices=space_names())
-    s.add_argument("--json", action="store_true")
+    s.add_argument("space", choices=space_names(), help="search space")
+    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_cmd_space_info)
-    s = ssub.add_parser("sample", help="random architectures of a space")
-    s.add_argument("space", choices=space_names())
-    s.add_argument("-n", type=positive_int, default=5)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--json", action="store_true")
+    s = ssub.add_parser("sample", help="random architectures of a space, one string a line "
+                                       "(readable by --archs FILE and mnas predict)")
+    s.add_argument("space", choices=space_names(), help="search space")
+    s.add_argument("-n", type=positive_int, default=5, help="how many to draw")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    view = s.add_mutually_exclusive_group()
+    view.add_argument("--table", action="store_true", help="print params, MAdds and string")
+    view.add_argument("--json", action="store_true", help="print JSON (strings, indices, counts)")
     s.set_defaults(func=_cmd_space_sample)

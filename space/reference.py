@@ -16,6 +16,8 @@ first stage and the SE choices, which the table does not specify.
 """
 from __future__ import annotations
 
+import math
+
 from .arch import Arch, scale_width
 from .blockstring import parse_arch
 
@@ -90,13 +92,73 @@ def get_reference(name: str) -> Arch:
         raise ValueError(f"unknown architecture name {name!r}; known: {', '.join(close)}") from None
 
 
+#: width multipliers outside this range are refused (the releases use 0.35 .. 1.4)
+WIDTH_RANGE = (0.1, 4.0)
+
+
+def variant_name(base: str, width: float | None = None, resolution: int | None = None) -> str:
+    """Canonical name of a variant: ``base@w<width>,r<resolution>`` (either part optional)."""
+    parts = ([f"w{width:g}"] if width is not None else []) + \
+            ([f"r{resolution}"] if resolution is not None else [])
+    return f"{base}@{','.join(parts)}" if parts else base
+
+
+def variant(base: str | Arch, width: float | None = None, resolution: int | None = None) -> Arch:
+    """A width-multiplier and/or resolution variant of a reference network (or an ``Arch``).
+
+    Widths scale with the release rounding (:func:`~space.arch.scale_width`; the head
+    too for MobileNetV2 above 1.0, as its release does). The result is named with
+    :func:`variant_name`, which :func:`resolve_arch` reads back.
+    """
+    arch = get_reference(base) if isinstance(base, str) else base
+    if not isinstance(arch, Arch):
+        raise ValueError(f"expected a reference name or an Arch, got {type(base).__name__}")
+    name = arch.name
+    if name and "@" in name:
+        raise ValueError(f"{name} is already a variant; vary its base network {name.split('@')[0]!r}")
+    if width is not None:
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or \
+                not WIDTH_RANGE[0] <= width <= WIDTH_RANGE[1]:
+            raise ValueError(f"width multiplier must be a number in {WIDTH_RANGE[0]}..{WIDTH_RANGE[1]}, "
+                             f"got {width!r}")
+        arch = scale_width(arch, float(width), scale_head=bool(name and name.startswith("mobilenetv2")))
+    if resolution is not None:
+        arch = arch.replace(resolution=resolution)
+    return arch.replace(name=variant_name(name, width, resolution) if name else None)
+
+
+def parse_variant(text: str) -> tuple[str, float | None, int | None]:
+    """``'mnasnet-a1@w0.75,r192'`` -> ``('mnasnet-a1', 0.75, 192)``; strict (``ValueError``)."""
+    base, sep, spec = text.partition("@")
+    expected = "expected NAME@w<width>,r<resolution>, e.g. mnasnet-a1@w0.75,r192"
+    if not sep or not base or not spec:
+        raise ValueError(f"architecture variant {text!r}: {expected}")
+    width = resolution = None
+    for tok in spec.split(","):
+        try:
+            if tok[:1] == "w" and width is None:
+                width = float(tok[1:])
+                if not math.isfinite(width):
+                    raise ValueError
+                continue
+            if tok[:1] == "r" and resolution is None and tok[1:].isdigit():
+                resolution = int(tok[1:])
+                continue
+        except ValueError:
+            pass
+        raise ValueError(f"architecture variant {text!r}: bad or repeated part {tok!r}; {expected}")
+    return base, width, resolution
+
+
 def resolve_arch(text: str) -> Arch:
-    """A registered name or an architecture string."""
+    """A registered name, a variant of one (``mnasnet-a1@w0.75,r192``) or an architecture string."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("expected an architecture name or string, got an empty value")
     text = text.strip()
     if text in REFERENCE:
         return REFERENCE[text]
+    if "@" in text:
+        return variant(*parse_variant(text))
     if "_" not in text:
         return get_reference(text)
     return parse_arch(text)

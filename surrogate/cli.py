@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from space.cli import OneLineParser, UsageError, nonneg_int, positive_int, print_json
+from space.cli import (OneLineParser, UsageError, add_variant_args, nonneg_int, positive_int,
+                       print_json)
 
 
 def _profile_names() -> list[str]:
@@ -257,29 +259,14 @@ def _cmd_table_validate(args) -> int:
 
 
 def _cmd_table_convert(args) -> int:
-    from .lut import export_lut, lut_to_rows, parse_lut
-    from .tables import Table, table_kind, write_atomic
+    import sys
 
-    src, dst = Path(args.src), Path(args.dst)
-    if not src.is_file():
-        raise FileNotFoundError(f"no such file: {src}")
-    if src.suffix == ".csv":
-        if table_kind(src) != "ops":
-            raise ValueError(f"{src}: only operator tables (<space>_ops.csv) convert to the LUT format")
-        text, skipped = export_lut(Table.ops(src).read())
-        write_atomic(dst, text)
-        print(f"wrote {dst}: {text.count('count:')} entries; {skipped} rows not expressible "
-              f"(SE, grouped, non-MBConv, pooled skip)")
-        return 0
-    if dst.suffix != ".csv" or not dst.name.endswith("_ops.csv"):
-        raise ValueError(f"destination {dst} must be named <space>_ops.csv when importing a LUT")
-    if dst.exists():
-        raise ValueError(f"destination {dst} exists; refusing to overwrite it")
-    lut = parse_lut(src.read_text(), str(src))
-    rows = lut_to_rows(lut, act=args.act)
-    Table.ops(dst).append(rows)
-    print(f"wrote {dst}: {len(rows)} rows from {src}; {len(lut) - len(rows)} entries without an "
-          f"operator-table equivalent (Conv, Logits, SE/h-swish variants) left out")
+    from .lut import convert_file
+
+    message, warns = convert_file(args.src, args.dst, act=args.act, space=args.space, arch=args.arch)
+    for w in warns:
+        print(f"mnas: warning: {w}", file=sys.stderr)
+    print(message)
     return 0
 
 
@@ -308,22 +295,28 @@ def _load_for(args):
 
 
 def _cmd_predict(args) -> int:
-    from space.reference import resolve_arch
-    from space.spaces import get_space
+    from space.cli import resolve_variant
 
+    archs = [resolve_variant(t, args.width, args.resolution, what="arch") for t in args.arch]
     est = _load_for(args)
-    sp = get_space(args.space)
-    archs = []
-    for text in args.arch:
-        a = resolve_arch(text)
-        archs.append(sp.to_arch(sp.from_arch(a)))
-    pred = est.predict(archs)
-    rows = [{"arch": str(a), "latency_ms": float(p)} for a, p in zip(archs, pred)]
+    prices = est.price_many(archs, breakdown=args.breakdown)
+    rows = []
+    for a, p in zip(archs, prices):
+        d = p.as_dict()
+        rows.append({"name": a.name, "arch": d.pop("arch"), "latency_ms": d.pop("ms"), **d})
+        if not args.breakdown:
+            rows[-1].pop("ops")
     if args.json:
         print_json(rows)
-    else:
-        for r in rows:
-            print(f"{r['latency_ms']:9.3f} ms  {r['arch']}")
+        return 0
+    for r in rows:
+        print(f"{r['latency_ms']:9.3f} ms  {r['method']:<5}  {r['measured_ops']:>3} ops measured, "
+              f"{r['modelled_ops']:>3} modelled  {r['name'] or r['arch']}")
+        for c in r.get("ops", []):
+            print(f"            {c['ms']:8.4f} ms  {c['source']:<8}  {c['key']}")
+    notes = sorted({r["note"] for r in rows if r["method"] != "model"})
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
     return 0
 
 
@@ -351,12 +344,15 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
 
     from .measure.timing import DEFAULT_ESTIMATOR, ESTIMATORS
 
-    p.add_argument("--profile", required=True, choices=_profile_names())
+    p.add_argument("--profile", required=True, choices=_profile_names(), help="device profile")
     p.add_argument("--out", default=None, help="tables root (default: $MNAS_TABLES_DIR or data/latency_tables)")
     p.add_argument("--cache", default=None, help="export cache (default: $MNAS_CACHE_DIR or ~/.cache/mnas-surrogate)")
-    p.add_argument("--warmup", type=nonneg_int, default=None)
-    p.add_argument("--runs", type=positive_int, default=None)
-    p.add_argument("--rounds", type=positive_int, default=None)
+    p.add_argument("--warmup", type=nonneg_int, default=None,
+                   help="untimed runs before timing (default: the profile's)")
+    p.add_argument("--runs", type=positive_int, default=None,
+                   help="timed runs per round (default: the profile's)")
+    p.add_argument("--rounds", type=positive_int, default=None,
+                   help="rounds per operator or network; the latency is their median (default: the profile's)")
     p.add_argument("--estimator", choices=ESTIMATORS, default=None,
                    help=f"latency of one round from its runs (default: the profile's, min+ref for "
                         f"the local CPU profiles: each round's min divided by the reference operator's "
@@ -371,14 +367,14 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--converter", choices=("direct", "litert-torch"), default=None,
                    help=".tflite profiles: direct (the project's flatbuffer writer, milliseconds a "
                         "model; default) or litert-torch (the reference converter, seconds a model)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     stage = p.add_mutually_exclusive_group()
     stage.add_argument("--convert-only", action="store_true",
                        help="only convert the missing rows' models, on every core (no timing)")
     stage.add_argument("--cached-only", action="store_true",
                        help="time only the rows whose model is already converted (no conversion "
                             "beside the timing; the rest stay for a later run)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(_spaces=space_names())
 
 
@@ -387,42 +383,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     from space.spaces import space_names
 
     p = sub.add_parser("devices", help="device profiles and whether each runs here")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_devices)
 
     p = sub.add_parser("host", help="this host's identity and whether each shipped table came from it")
-    p.add_argument("--profile", default=None, help="only this profile's tables (default: every profile)")
+    p.add_argument("--profile", default=None, choices=_profile_names(),
+                   help="only this profile's tables (default: every profile)")
     p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_host)
 
     p = sub.add_parser("measure", help="measure operator tables or whole networks")
     msub = p.add_subparsers(dest="measure_cmd", required=True, parser_class=OneLineParser)
     s = msub.add_parser("ops", help="per-operator latency table of a space (resumable)")
     _common_measure(s)
-    s.add_argument("--space", required=True, choices=space_names())
+    s.add_argument("--space", required=True, choices=space_names(), help="search space")
     s.add_argument("--limit", type=positive_int, default=None, help="only the first N operators")
     s.add_argument("--archs", metavar="FILE", default=None,
                    help="only the operators these architectures use (one string or name per line)")
-    s.add_argument("--chunk", type=positive_int, default=48)
+    s.add_argument("--chunk", type=positive_int, default=48, help="operators per written chunk")
     s.set_defaults(func=_cmd_measure_ops)
     s = msub.add_parser("models", help="end-to-end timings of networks (resumable)")
     _common_measure(s)
-    s.add_argument("--space", choices=space_names(), default=None)
+    s.add_argument("--space", choices=space_names(), default=None,
+                   help="space the networks belong to (default: none; the table is reference_models.csv)")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--random", type=positive_int, metavar="N", help="N random members of --space")
     g.add_argument("--archs", metavar="FILE", help="a file of architecture strings or names, one per line")
     g.add_argument("--reference", action="store_true", help="the reference registry (members of --space if given)")
     g.add_argument("--all", action="store_true", help="every distinct network of --space (small spaces)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--chunk", type=positive_int, default=16)
+    s.add_argument("--seed", type=int, default=0, help="seed of --random")
+    s.add_argument("--chunk", type=positive_int, default=16, help="networks per written chunk")
     s.add_argument("--table", default=None, help="table file name (default <space>_models.csv)")
     s.set_defaults(func=_cmd_measure_models)
     s = msub.add_parser("host", help="this machine in minutes: a space's operator table, a few dozen "
                                      "networks and a calibrated predictor, under $MNAS_HOME/hosts/<host_id>")
     from .measure.timing import DEFAULT_ESTIMATOR, ESTIMATORS
 
-    s.add_argument("--space", required=True, choices=space_names())
+    s.add_argument("--space", required=True, choices=space_names(), help="search space")
     s.add_argument("--profile", default="cpu-litert", choices=_profile_names(),
                    help="device profile (default cpu-litert)")
     s.add_argument("--networks", type=positive_int, default=40,
@@ -438,47 +436,59 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="latency clock (default: the profile's)")
     s.add_argument("--converter", choices=("direct", "litert-torch"), default=None,
                    help=".tflite converter (default direct)")
-    s.add_argument("--no-progress", action="store_true")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.set_defaults(func=_cmd_measure_host)
 
     from .predict.workflow import MODEL_CHOICES
 
     p = sub.add_parser("fit", help="fit a latency predictor on the shipped tables of a profile/space")
-    p.add_argument("--profile", required=True, choices=_profile_names())
-    p.add_argument("--space", required=True, choices=space_names())
-    p.add_argument("--model", default="residual-xgb", choices=MODEL_CHOICES)
+    p.add_argument("--profile", required=True, choices=_profile_names(), help="device profile")
+    p.add_argument("--space", required=True, choices=space_names(), help="search space")
+    p.add_argument("--model", default="residual-xgb", choices=MODEL_CHOICES, help="predictor kind")
     p.add_argument("-o", "--output", required=True, help="folder to save the predictor in")
     p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
     p.add_argument("--all-rows", action="store_true", help="also fit on the held-out rows")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("predict", help="predict latency of architectures")
-    p.add_argument("--profile", required=True, choices=_profile_names())
-    p.add_argument("--space", required=True, choices=space_names())
+    p = sub.add_parser("predict", help="predict latency of any network: members of the space by "
+                                       "the full model, others by operator table + operator model")
+    p.add_argument("--profile", required=True, choices=_profile_names(), help="device profile")
+    p.add_argument("--space", required=True, choices=space_names(),
+                   help="the space whose predictor is used")
     p.add_argument("--predictor", default=None, help="a saved predictor folder (default: shipped)")
-    p.add_argument("arch", nargs="+", help="reference names or architecture strings")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("arch", nargs="+", help="reference names (mnas arch list), variants of them "
+                   "(mnasnet-a1@w0.75,r192) or architecture strings")
+    add_variant_args(p)
+    p.add_argument("--breakdown", action="store_true", help="also print every operator's latency "
+                   "and whether it was measured or modelled")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("eval", help="accuracy on held-out end-to-end timings, with baselines")
-    p.add_argument("--profile", required=True, choices=_profile_names())
-    p.add_argument("--space", required=True, choices=space_names())
+    p.add_argument("--profile", required=True, choices=_profile_names(), help="device profile")
+    p.add_argument("--space", required=True, choices=space_names(), help="search space")
     p.add_argument("--predictor", default=None, help="a saved predictor folder (default: shipped)")
     p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
     p.add_argument("--plot", default=None, help="write predicted-vs-measured PNG here")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("table", help="validate and convert latency tables")
     tsub = p.add_subparsers(dest="table_cmd", required=True, parser_class=OneLineParser)
     s = tsub.add_parser("validate", help="check a table and its provenance")
-    s.add_argument("file")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("file", help="a <space>_ops.csv or <space>_models.csv table")
+    s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_cmd_table_validate)
     s = tsub.add_parser("convert", help="between <space>_ops.csv and the ProxylessNAS/OFA LUT format")
-    s.add_argument("src")
-    s.add_argument("dst")
-    s.add_argument("--act", default="relu", help="activation to record for LUT imports")
+    s.add_argument("src", help="a <space>_ops.csv table or a LUT file (.yaml)")
+    s.add_argument("dst", help="the LUT or <space>_ops.csv to write")
+    s.add_argument("--act", default=None, choices=("relu", "relu6", "silu", "hswish"),
+                   help="activation to record for LUT imports (default: the LUT's '# act:' "
+                        "comment, else inferred from the space or network checked against)")
+    s.add_argument("--space", default=None, help="check a LUT import's coverage against this "
+                   "space (default: the space the destination <space>_ops.csv names)")
+    s.add_argument("--arch", default=None, help="check a LUT import's coverage against this "
+                   "network (name or architecture string) instead of a space")
     s.set_defaults(func=_cmd_table_convert)

@@ -1,51 +1,113 @@
 """The ProxylessNAS / Once-for-All latency LUT format, to and from operator tables.
 
-The format is YAML-like text keyed by
-``expanded_conv-input:HxWxC-output:HxWxC-expand:e-kernel:k-stride:s-idskip:b``
-with ``count``, ``mean`` and ``var`` in ms. Only MBConv rows without SE, groups 1
-and no pooled skip are expressible.
+The format is YAML-like text, one entry per operator with ``count``, ``mean`` and
+``var`` (ms), keyed like
+``expanded_conv-input:HxWxC-output:HxWxC-expand:e-kernel:k-stride:s-idskip:b``.
+Entries and operator-table rows correspond as follows:
+
+* ``expanded_conv`` (no SE, no h-swish) <-> an ``mbconv`` row (groups 1, no pooled skip);
+* ``Conv`` (the 3x3 first conv) <-> the ``stem`` row;
+* ``Conv_1`` (feature-mix 1x1 conv) + ``AvgPool2D`` (if present) + ``Logits`` <-> one
+  ``head`` row (head conv + pool + classifier, measured together here). Export writes
+  the whole head time on ``Conv_1`` and a zero ``Logits``; a ``Logits`` with no
+  ``Conv_1`` before it is a head without a 1x1 conv (``head_ch`` 0).
+
+The LUT does not record the activation (nor the rounding of expanded widths).
+Export writes them in ``# act: NAME`` (and ``# expand_divisor: N``) comments, which
+import reads; otherwise import infers it from the space or network
+it is checked against (:func:`import_lut`), and reports coverage.
 """
 from __future__ import annotations
 
 import math
+import os
 import re
-from typing import Iterable, Mapping
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
 
-from space.arch import LayerConfig
+from space.arch import ACTS, LayerConfig, conv_out
 
 from .tables import LEGACY_CLOCK, LEGACY_ESTIMATOR, TableError, op_row_key
 
-__all__ = ["lut_key", "export_lut", "parse_lut", "lut_to_rows"]
+__all__ = ["LutImport", "convert_file", "export_lut", "import_lut", "lut_act", "lut_key", "lut_target",
+           "lut_to_rows", "parse_lut"]
 
+_DIMS = r"(\d+)x(\d+)x(\d+)"
 _LUT_KEY = re.compile(
-    r"^expanded_conv-input:(\d+)x(\d+)x(\d+)-output:(\d+)x(\d+)x(\d+)-expand:(\d+)-kernel:(\d+)"
+    rf"^expanded_conv-input:{_DIMS}-output:{_DIMS}-expand:(\d+)-kernel:(\d+)"
     r"-stride:(\d+)-idskip:([01])(?:-se:0-hs:0)?$")
+_CONV_KEY = re.compile(rf"^(Conv|Conv_1)-input:{_DIMS}-output:{_DIMS}$")
+_POOL_KEY = re.compile(rf"^AvgPool2D-input:{_DIMS}-output:1x1x(\d+)$")
+_LOGITS_KEY = re.compile(rf"^Logits-input:{_DIMS}-output:(\d+)$")
 _ANY_LUT_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-input:\d+x\d+x\d+(-[A-Za-z_]+:[0-9x.]+)*$")
+_ACT_COMMENT = re.compile(r"^#\s*act:\s*([A-Za-z0-9_]+)\s*$")
+_DIV_COMMENT = re.compile(r"^#\s*expand_divisor:\s*(\d+)\s*$")
 
 
 def lut_key(row: Mapping) -> str | None:
-    """OFA key of an operator row (None for ops the format cannot express)."""
+    """OFA key of an ``mbconv`` or ``stem`` row (None for rows the format cannot express).
+
+    Head rows become two entries; see :func:`export_lut`.
+    """
+    h, w, cin, cout = int(row["h"]), int(row["w"]), int(row["in_ch"]), int(row["out_ch"])
+    k, s = int(row["kernel"]), int(row["stride"])
+    if row["op"] == "stem":
+        if k != 3:
+            return None
+        return f"Conv-input:{h}x{w}x{cin}-output:{conv_out(h, 3, s)}x{conv_out(w, 3, s)}x{cout}"
     if row["op"] != "mbconv" or float(row["se"]) != 0.0 or int(row["groups"]) != 1 \
             or row["residual"] == "pool":
         return None
-    out_h = (int(row["h"]) + 2 * (int(row["kernel"]) // 2) - int(row["kernel"])) // int(row["stride"]) + 1
-    return (f"expanded_conv-input:{row['h']}x{row['w']}x{row['in_ch']}"
-            f"-output:{out_h}x{out_h}x{row['out_ch']}-expand:{row['expand']}"
-            f"-kernel:{row['kernel']}-stride:{row['stride']}"
-            f"-idskip:{1 if row['residual'] == 'add' else 0}")
+    return (f"expanded_conv-input:{h}x{w}x{cin}"
+            f"-output:{conv_out(h, k, s)}x{conv_out(w, k, s)}x{cout}-expand:{row['expand']}"
+            f"-kernel:{k}-stride:{s}-idskip:{1 if row['residual'] == 'add' else 0}")
+
+
+def _entry(mean: float, std: float, n: int) -> str:
+    return f"  count: {n}\n  mean: {mean!r}\n  var: {std * std!r}\n"
 
 
 def export_lut(rows: Iterable[Mapping]) -> tuple[str, int]:
-    """Rows -> OFA LUT text; returns (text, number of rows it could not express)."""
-    lines, skipped = [], 0
+    """Rows -> OFA LUT text; returns (text, number of rows it could not express).
+
+    All rows must share one activation (written as a ``# act:`` comment).
+    """
+    rows = list(rows)
+    acts = sorted({str(r["act"]) for r in rows})
+    if len(acts) > 1:
+        raise ValueError(f"rows hold activations {', '.join(acts)}; a LUT records one: "
+                         f"export one activation at a time")
+    divs = sorted({int(r.get("expand_divisor", 1)) for r in rows if r["op"] == "mbconv"})
+    if len(divs) > 1:
+        raise ValueError(f"mbconv rows hold expand divisors {divs}; a LUT records one")
+    lines = [f"# act: {acts[0]}\n"] if acts else []
+    if divs and divs[0] != 1:
+        lines.append(f"# expand_divisor: {divs[0]}\n")
+    skipped, logits = 0, {}
     for r in rows:
+        n, mean, std = int(r["n_runs"]), float(r["median_ms"]), float(r["std_ms"])
+        if r["op"] == "head":
+            h, w, cin, hc = int(r["h"]), int(r["w"]), int(r["in_ch"]), int(r["out_ch"])
+            if hc:
+                lines.append(f"Conv_1-input:{h}x{w}x{cin}-output:{h}x{w}x{hc}:\n"
+                             + _entry(mean, std, n))
+                logits.setdefault(f"Logits-input:{h}x{w}x{hc}-output:{r['num_classes']}", n)
+            else:
+                lines.append(f"Logits-input:{h}x{w}x{cin}-output:{r['num_classes']}:\n"
+                             + _entry(mean, std, n))
+            continue
         k = lut_key(r)
         if k is None:
             skipped += 1
             continue
-        n = int(r["n_runs"])
-        var = float(r["std_ms"]) ** 2
-        lines.append(f"{k}:\n  count: {n}\n  mean: {float(r['median_ms'])!r}\n  var: {var!r}\n")
+        lines.append(f"{k}:\n" + _entry(mean, std, n))
+    own = {ln.partition(":\n")[0] for ln in lines}
+    for k, n in logits.items():
+        if k not in own:  # a Logits entry that carries no time of its own: Conv_1 holds it
+            lines.append(f"{k}:\n" + _entry(0.0, 0.0, n))
     return "".join(lines), skipped
 
 
@@ -80,30 +142,217 @@ def parse_lut(text: str, source: str = "<lut>") -> dict[str, dict]:
     return out
 
 
-def lut_to_rows(lut: Mapping[str, Mapping], act: str = "relu") -> list[dict]:
-    """OFA LUT ``expanded_conv`` entries -> operator-table rows (MBConv, no SE, groups 1).
+def lut_act(text: str) -> str | None:
+    """The activation a ``# act: NAME`` comment records (None without one)."""
+    for line in text.splitlines():
+        m = _ACT_COMMENT.match(line.strip())
+        if m:
+            if m.group(1) not in ACTS:
+                raise TableError(f"LUT act comment names {m.group(1)!r}; expected one of "
+                                 f"{', '.join(ACTS)}")
+            return m.group(1)
+    return None
 
-    Other entries (``Conv``, ``Conv_1``, ``AvgPool2D``, ``Logits``, SE or h-swish
-    variants) have no operator-table equivalent and are left out; compare
-    ``len(lut)`` with the result to see how many.
-    """
-    rows = []
+
+def _row(lc: LayerConfig, mean: float, var: float, count: int) -> dict:
+    std = math.sqrt(max(var, 0.0))
+    return {**op_row_key(lc), "median_ms": mean, "wall_ms": mean, "cpu_ms": math.nan,
+            "clock": LEGACY_CLOCK, "estimator": LEGACY_ESTIMATOR, "clock_diverged": False,
+            "mean_ms": mean, "std_ms": std,
+            "p10_ms": math.nan, "p90_ms": math.nan, "iqr_ms": math.nan,
+            "cv": std / mean if mean > 0 else math.nan, "rel_spread": math.nan,
+            "n_runs": count, "n_rounds": 1, "remeasured": False,
+            "ref_ms": math.nan, "measured_at": "imported"}
+
+
+def _configs(lut: Mapping[str, Mapping], act: str, divisor: int = 1) -> tuple[list, Counter]:
+    """``[(LayerConfig, mean, var, count)]`` and the count of entries left out, by name."""
+    out, used, left = [], set(), Counter()
+    common = dict(se=0.0, groups=1, act=act)
+    heads: dict[tuple[int, int, int], list[str]] = {}
+    for key in lut:
+        m = _LOGITS_KEY.match(key)
+        if m:
+            h, w, c, _ = (int(x) for x in m.groups())
+            heads.setdefault((h, w, c) if h > 1 else (0, 0, c), []).append(key)
+    pools = {(int(m.group(1)), int(m.group(3))): k for k in lut if (m := _POOL_KEY.match(k))}
     for key, v in lut.items():
-        m = _LUT_KEY.match(key)
-        if not m:
+        mean, var, count = float(v["mean"]), float(v["var"]), int(v["count"])
+        if m := _LUT_KEY.match(key):
+            h, w, cin, _, _, cout, e, k, s, skip = (int(x) for x in m.groups())
+            same = skip and s == 1 and cin == cout
+            lc = LayerConfig(op="mbconv", h=h, w=w, in_ch=cin, out_ch=cout, kernel=k, stride=s,
+                             expand=e, skip="identity" if same else "none",
+                             expand_divisor=divisor, **common)
+        elif (m := _CONV_KEY.match(key)) and m.group(1) == "Conv":
+            h, w, cin, oh, _, cout = (int(x) for x in m.groups()[1:])
+            s = 2 if oh < h else 1
+            if conv_out(h, 3, s) != oh:
+                left["Conv"] += 1
+                continue
+            lc = LayerConfig(op="stem", h=h, w=w, in_ch=cin, out_ch=cout, kernel=3, stride=s,
+                             expand=1, skip="none", **common)
+        elif m := _CONV_KEY.match(key):  # Conv_1: the head conv, + pool + logits
+            h, w, cin, _, _, hc = (int(x) for x in m.groups()[1:])
+            lk = (heads.get((h, w, hc)) or heads.get((0, 0, hc)) or [None])[0]
+            if lk is None:
+                left["Conv_1 without Logits"] += 1
+                continue
+            used.add(lk)
+            pk = pools.get((h, hc)) if lk in heads.get((0, 0, hc), []) else None
+            parts = [v] + [lut[x] for x in (lk, pk) if x]
+            if pk:
+                used.add(pk)
+            mean, var = sum(float(p["mean"]) for p in parts), sum(float(p["var"]) for p in parts)
+            lc = LayerConfig(op="head", h=h, w=w, in_ch=cin, out_ch=hc, kernel=1, stride=1,
+                             expand=1, skip="none", num_classes=int(lk.rsplit(":", 1)[1]), **common)
+        else:
+            if not (_LOGITS_KEY.match(key) or _POOL_KEY.match(key)):
+                left[key.split("-", 1)[0]] += 1
             continue
-        h, w, cin, _, _, cout, e, k, s, skip = (int(x) for x in m.groups())
-        res = "add" if skip and s == 1 and cin == cout else "none"
-        lc = LayerConfig(op="mbconv", h=h, w=w, in_ch=cin, out_ch=cout, kernel=k, stride=s,
-                         expand=e, se=0.0, skip="identity" if res == "add" else "none", groups=1,
-                         act=act)
-        std = math.sqrt(max(float(v["var"]), 0.0))
-        mean = float(v["mean"])
-        rows.append({**op_row_key(lc), "median_ms": mean, "wall_ms": mean, "cpu_ms": math.nan,
-                     "clock": LEGACY_CLOCK, "estimator": LEGACY_ESTIMATOR, "clock_diverged": False,
-                     "mean_ms": mean, "std_ms": std,
-                     "p10_ms": math.nan, "p90_ms": math.nan, "iqr_ms": math.nan,
-                     "cv": std / mean if mean > 0 else math.nan, "rel_spread": math.nan,
-                     "n_runs": int(v["count"]), "n_rounds": 1, "remeasured": False,
-                     "ref_ms": math.nan, "measured_at": "imported"})
-    return rows
+        out.append((lc, mean, var, count))
+    for key, v in lut.items():  # a Logits on a feature map that no Conv_1 feeds: head_ch 0
+        m = _LOGITS_KEY.match(key)
+        if m and key not in used:
+            h, w, c, ncls = (int(x) for x in m.groups())
+            if h > 1:
+                out.append((LayerConfig(op="head", h=h, w=w, in_ch=c, out_ch=0, kernel=1, stride=1,
+                                        expand=1, skip="none", num_classes=ncls, **common),
+                            float(v["mean"]), float(v["var"]), int(v["count"])))
+                continue
+        if (m or _POOL_KEY.match(key)) and key not in used:
+            left[key.split("-", 1)[0]] += 1
+    return out, left
+
+
+def lut_to_rows(lut: Mapping[str, Mapping], act: str = "relu", divisor: int = 1) -> list[dict]:
+    """LUT entries -> operator-table rows (mbconv, stem, head) with activation ``act``."""
+    if act not in ACTS:
+        raise ValueError(f"act must be one of {', '.join(ACTS)}; got {act!r}")
+    return [_row(*c) for c in _configs(lut, act, divisor)[0]]
+
+
+@dataclass
+class LutImport:
+    """What :func:`import_lut` made of a LUT: rows, the activation used, coverage."""
+
+    rows: list[dict]
+    act: str
+    act_source: str  # "given", "comment" or "inferred"
+    left_out: dict[str, int]
+    target: str | None = None
+    target_ops: int = 0
+    matched_ops: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: rows, activation, coverage, what was left out."""
+        left = ", ".join(f"{n} {k}" for k, n in sorted(self.left_out.items())) or "none"
+        cov = (f"; covers {self.matched_ops} of {self.target_ops} operators of {self.target}"
+               if self.target else "")
+        return f"{len(self.rows)} rows, act {self.act} ({self.act_source}){cov}; left out: {left}"
+
+
+def _matches(rows: Sequence[Mapping], keys: set[str]) -> int:
+    return len(keys & {r["op_key"] for r in rows})
+
+
+def import_lut(text: str, *, act: str | None = None, target: Sequence[LayerConfig] | None = None,
+               target_name: str = "the target", source: str = "<lut>") -> LutImport:
+    """Parse a LUT and turn it into operator-table rows, checked against ``target``.
+
+    ``act``: the activation to record; None reads the ``# act:`` comment, else infers
+    it as the one under which most of ``target``'s operators (e.g.
+    ``space.operator_configs()`` or ``arch.ops()``) are found. A given or recorded
+    activation under which nothing matches, when another one would, is a warning
+    naming both counts; so is a coverage of 0. Raises ValueError when the activation
+    can be neither read nor inferred.
+    """
+    lut = parse_lut(text, source)
+    if act is not None and act not in ACTS:
+        raise ValueError(f"act must be one of {', '.join(ACTS)}; got {act!r}")
+    ops = [lc for lc in (target or []) if not lc.is_identity]
+    keys = {lc.key() for lc in ops}
+    divs = Counter(lc.expand_divisor for lc in ops if lc.op == "mbconv")
+    recorded = [int(m.group(1)) for ln in text.splitlines() if (m := _DIV_COMMENT.match(ln.strip()))]
+    div = recorded[0] if recorded else (divs.most_common(1)[0][0] if divs else 1)
+    src = "given" if act else "comment"
+    act = act or lut_act(text)
+    if act is None:
+        if not ops:
+            raise ValueError(f"{source}: the LUT does not record its activation: give act "
+                             f"(relu6 for ProxylessNAS/OFA MobileNetV2 LUTs) or a space or "
+                             f"network to infer it from")
+        by_act = {a: _matches(lut_to_rows(lut, a, div), keys) for a in ACTS}
+        modal = Counter(lc.act for lc in ops).most_common(1)[0][0]
+        act = max(ACTS, key=lambda a: (by_act[a], a == modal))
+        src = "inferred"
+    configs, left = _configs(lut, act, div)
+    res = LutImport(rows=[_row(*c) for c in configs], act=act, act_source=src,
+                    left_out=dict(left), target=target_name if ops else None,
+                    target_ops=len(keys))
+    if ops:
+        res.matched_ops = _matches(res.rows, keys)
+        if res.matched_ops == 0:
+            others = {a: _matches(lut_to_rows(lut, a, div), keys) for a in ACTS if a != act}
+            best = max(others, key=others.get)
+            hint = (f"; with act {best}, {others[best]} match" if others[best]
+                    else "; no activation makes any match (other shapes or widths)")
+            res.warnings.append(f"{source}: 0 of {len(keys)} operators of {target_name} match "
+                                f"the LUT's {len(lut)} entries under act {act}{hint}")
+    for w in res.warnings:
+        warnings.warn(w, stacklevel=2)
+    return res
+
+
+def lut_target(space: str | None = None, arch: str | None = None,
+               table: str | os.PathLike | None = None) -> tuple[list[LayerConfig] | None, str]:
+    """Operators to check a LUT import against, and their name.
+
+    ``arch`` (a name or architecture string), else ``space``, else the space an
+    ``<space>_ops.csv`` ``table`` path names (None when it names no space).
+    """
+    from space import get_space, resolve_arch, space_names
+
+    if arch:
+        return list(resolve_arch(arch).ops()), f"network {arch}"
+    name = space or Path(table or "").name.removesuffix("_ops.csv")
+    if name in space_names():
+        return get_space(name).operator_configs(), f"space {name}"
+    if space:
+        raise ValueError(f"space {space!r} is not a space; expected one of {', '.join(space_names())}")
+    return None, name
+
+
+def convert_file(src: str | os.PathLike, dst: str | os.PathLike, *, act: str | None = None,
+                 space: str | None = None, arch: str | None = None) -> tuple[str, list[str]]:
+    """``<space>_ops.csv`` -> LUT file, or LUT file -> new ``<space>_ops.csv`` (``mnas table convert``).
+
+    Returns (a one-line report, warnings). The destination folder must exist and an
+    imported table must not; see :func:`import_lut` for ``act``, :func:`lut_target`
+    for ``space`` / ``arch``.
+    """
+    from .tables import Table, table_kind, write_atomic
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise FileNotFoundError(f"no such file: {src}")
+    if not dst.parent.is_dir():
+        raise FileNotFoundError(f"destination folder {dst.parent} does not exist; create it first")
+    if src.suffix == ".csv":
+        if table_kind(src) != "ops":
+            raise ValueError(f"{src}: only operator tables (<space>_ops.csv) convert to the LUT format")
+        text, skipped = export_lut(Table.ops(src).read())
+        write_atomic(dst, text)
+        return (f"wrote {dst}: {text.count('count:')} entries; {skipped} rows not expressible "
+                f"(SE, grouped, irf/conv/skip, pooled skip, non-3x3 stem)"), []
+    if dst.suffix != ".csv" or not dst.name.endswith("_ops.csv"):
+        raise ValueError(f"destination {dst} must be named <space>_ops.csv when importing a LUT")
+    if dst.exists():
+        raise ValueError(f"destination {dst} exists; refusing to overwrite it")
+    target, name = lut_target(space=space, arch=arch, table=dst)
+    with warnings.catch_warnings():  # returned, for the caller to show once
+        warnings.simplefilter("ignore")
+        res = import_lut(src.read_text(), act=act, target=target, target_name=name, source=str(src))
+    Table.ops(dst).append(res.rows)
+    return f"wrote {dst} from {src}: {res.summary()}", res.warnings

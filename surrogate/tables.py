@@ -38,6 +38,12 @@ from space.arch import LayerConfig
 
 from .measure.clocks import CLOCKS, ESTIMATORS
 
+__all__ = ["DEFAULT_TABLES_DIR", "MODELS_COLUMNS", "OPS_COLUMNS", "REFERENCE_OP", "TABLE_KINDS",
+           "Table", "TableError", "clock_diverged", "file_sha256", "open_table", "op_row_key",
+           "profile_reference_baseline", "provenance_path", "read_table", "reference_baseline",
+           "table_kind", "table_path", "table_timing", "tables_dir", "validate_table",
+           "write_atomic", "write_json_atomic"]
+
 TABLE_VERSION = 1
 
 #: identity of an operator row (from :class:`LayerConfig`)
@@ -58,8 +64,20 @@ CLOCK_DIVERGENCE = 0.10
 #: the reference operator re-timed in every chunk (``ref_ms``), to track drift across a table
 REFERENCE_OP = LayerConfig(op="mbconv", h=28, w=28, in_ch=40, out_ch=40, kernel=3, stride=1,
                            expand=6, se=0.0, skip="identity", groups=1, act="relu")
+
+
+def _default_tables_dir() -> Path:
+    """The checkout's ``data/latency_tables`` (source of truth), else the installed copy."""
+    repo = Path(__file__).resolve().parents[1] / "data" / "latency_tables"
+    if repo.is_dir():
+        return repo
+    from importlib.resources import files  # package data, mapped in by setup.py
+
+    return Path(str(files("surrogate") / "data" / "latency_tables"))
+
+
 #: the shipped tables; ``$MNAS_TABLES_DIR`` replaces it
-DEFAULT_TABLES_DIR = Path(__file__).resolve().parents[1] / "data" / "latency_tables"
+DEFAULT_TABLES_DIR = _default_tables_dir()
 TABLE_KINDS = ("ops", "models")
 _TAG = r"[A-Za-z0-9-]+"  # the optional ``_<tag>`` of a table file name
 
@@ -364,6 +382,18 @@ def open_table(path: str | os.PathLike) -> Table:
     return Table.ops(path) if table_kind(path) == "ops" else Table.models(path)
 
 
+def read_table(path: str | os.PathLike):
+    """A validated table as a pandas DataFrame: int, float and bool columns typed, and
+    ``clock`` / ``estimator`` categoricals (legacy tables read as wall / median)."""
+    from .frames import records_frame
+
+    t = open_table(path)
+    if not t.path.is_file():
+        raise FileNotFoundError(f"{t.path}: no such latency table")
+    return records_frame(t.read(), t.columns, ints=_INT_COLS, floats=_FLOAT_COLS,
+                         bools=_BOOL_COLS, categories=_CHOICE_COLS)
+
+
 def validate_table(path: str | os.PathLike) -> dict:
     """Validate a table and its provenance; returns a summary (raises TableError)."""
     path = Path(path)
@@ -406,7 +436,7 @@ REQUIRED_PROVENANCE = ("profile", "space", "host", "settings", "created", "updat
 
 # -- where tables live -----------------------------------------------------------------
 def tables_dir(path: str | os.PathLike | None = None) -> Path:
-    """Explicit path, else ``$MNAS_TABLES_DIR``, else the repository's ``data/latency_tables``."""
+    """Explicit path, else ``$MNAS_TABLES_DIR``, else the shipped tables (:data:`DEFAULT_TABLES_DIR`)."""
     if path is not None:
         return Path(path)
     env = os.environ.get("MNAS_TABLES_DIR")

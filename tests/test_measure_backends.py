@@ -28,8 +28,8 @@ def _has(mod: str) -> bool:
 needs_ort = pytest.mark.skipif(not (_has("onnxruntime") and _has("onnx")),
                                reason="onnxruntime/onnx not installed (optional runtime)")
 needs_litert = pytest.mark.skipif(
-    not ((_has("ai_edge_litert") or _has("tflite_runtime")) and _has("litert_torch")),
-    reason="ai-edge-litert and litert-torch not installed (optional runtime)",
+    not (_has("ai_edge_litert") or _has("tflite_runtime")),  # .tflite from the direct writer
+    reason="ai-edge-litert not installed (optional runtime)",
 )
 
 

@@ -232,3 +232,37 @@ def test_remeasure_finalists_times_the_front_and_checks_the_machine(macro_json, 
         assert r["measured_normalised_ms"] == pytest.approx(r["measured_ms"] / r["reference_ratio"])
     assert (tmp_path / "cpu-onnxruntime" / "finalists_models.csv").is_file()
     assert reference_baseline_ms("cpu-onnxruntime", "no-such-space") is None
+
+
+# -- Optuna 5 idioms: metric names, the hard budget as a constraint, trial metadata ------
+def _study(cfg, objectives):
+    run_sweep(cfg, *objectives, progress=False)
+    return optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage))
+
+
+def test_hard_budget_is_a_constraint_and_trials_carry_metadata(objectives, tmp_path):
+    from search.sweep import default_target
+
+    target = 0.9 * default_target(objectives[1], objectives[1].space)
+    cfg = SweepConfig(trials=24, batch=8, reward="hard", latency_target_ms=target,
+                      storage=f"journal:{tmp_path / 's.log'}", out_dir=str(tmp_path / "o"))
+    study = _study(cfg, objectives)
+    assert study.metric_names == ["accuracy", "latency_ms"]
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 24
+    feasible = 0
+    for t in trials:
+        assert t.constraints["latency_ms"] == pytest.approx(t.values[1] - target)
+        feasible += t.values[1] <= target
+        assert t.user_attrs["device"] == "cpu-litert" and t.user_attrs["runtime"] == "litert"
+        assert t.user_attrs["latency_kind"] == "predicted"
+        assert t.user_attrs["versions"]["optuna"] == optuna.__version__
+        assert t.user_attrs["worker"]
+    assert 0 < feasible < len(trials)  # the budget splits the trials
+
+
+def test_soft_reward_sets_no_constraint(objectives, tmp_path):
+    cfg = SweepConfig(trials=8, batch=8, latency_target_ms=5.0, storage=f"journal:{tmp_path / 's.log'}",
+                      out_dir=str(tmp_path / "o"), seed_reference=False)
+    study = _study(cfg, objectives)
+    assert all(not t.constraints for t in study.get_trials())

@@ -1,6 +1,8 @@
 """The direct LiteRT writer: outputs equal the torch module's, graphs equal litert-torch's."""
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -163,6 +165,8 @@ def test_export_cache_uses_the_writer_by_default(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
+                    reason="litert-torch (the reference converter, extra 'litert-torch') not installed")
 @pytest.mark.parametrize("family", sorted(set(FAMILIES) - {"head-no-conv"}))
 def test_same_builtin_operators_as_litert_torch(family, tmp_path):
     from surrogate.measure.export import ExportCache

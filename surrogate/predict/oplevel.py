@@ -11,6 +11,7 @@ instead when the device is at hand (``mnas measure ops``).
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -19,6 +20,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from space.arch import ACTS, LayerConfig
 from space.counting import conv_counts, layer_counts
+
+from .regressors import _check_y, make_regressor
 
 OP_KINDS = ("mbconv", "irf", "conv", "skip", "stem", "head")
 RESIDUALS = ("none", "add", "pool")
@@ -34,6 +37,39 @@ def row_to_config(row: Mapping) -> LayerConfig:
                      expand_divisor=int(row["expand_divisor"]), num_classes=int(row["num_classes"]))
     if "op_key" in row and lc.key() != row["op_key"]:
         raise ValueError(f"row {row['op_key']!r} does not describe a known operator configuration")
+    return lc
+
+
+_KEY_RE = re.compile(
+    r"^(?P<op>[a-z]+)_i(?P<h>\d+)x(?P<w>\d+)x(?P<in_ch>\d+)_o\d+x\d+x(?P<out_ch>\d+)"
+    r"_k(?P<kernel>\d+)_s(?P<stride>\d+)"
+    r"(?:_e(?P<expand>\d+)_se(?P<se>[0-9.e+-]+)_res-(?P<residual>[a-z]+)_g(?P<groups>\d+))?"
+    r"_(?P<act>[a-z0-9]+)(?:_div(?P<div>\d+))?(?:_cls(?P<cls>\d+))?$")
+
+
+def config_from_key(key: str) -> LayerConfig:
+    """Rebuild the :class:`LayerConfig` of an operator key (:meth:`LayerConfig.key`).
+
+    ``ValueError`` names the key when it is malformed or describes no configuration
+    whose key it is (e.g. a key written by another version of the library).
+    """
+    m = _KEY_RE.match(key) if isinstance(key, str) else None
+    if m is None:
+        raise ValueError(f"operator key {key!r}: expected <op>_i<h>x<w>x<in>_o..._k<k>_s<s>..._<act>")
+    g = m.groupdict()
+    skip = {"add": "identity", "pool": "pool", "none": "none", None: "none"}.get(g["residual"])
+    if skip is None:
+        raise ValueError(f"operator key {key!r}: unknown residual {g['residual']!r}")
+    try:
+        lc = LayerConfig(op=g["op"], h=int(g["h"]), w=int(g["w"]), in_ch=int(g["in_ch"]),
+                         out_ch=int(g["out_ch"]), kernel=int(g["kernel"]), stride=int(g["stride"]),
+                         expand=int(g["expand"] or 1), se=float(g["se"] or 0.0), skip=skip,
+                         groups=int(g["groups"] or 1), act=g["act"],
+                         expand_divisor=int(g["div"] or 1), num_classes=int(g["cls"] or 0))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"operator key {key!r}: {exc}") from None
+    if lc.key() != key:
+        raise ValueError(f"operator key {key!r} does not describe a known operator configuration")
     return lc
 
 
@@ -119,8 +155,6 @@ class OpLevelModel(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Fit log-latency on operator features of the configurations ``X``; returns self."""
-        from .estimators import _check_y, make_regressor
-
         configs = self._configs(X)
         y = _check_y(y, len(configs))
         F = op_features(configs)

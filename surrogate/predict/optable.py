@@ -3,12 +3,41 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from space.arch import LayerConfig
+from space.arch import Arch, LayerConfig
 
 from ..tables import Table, file_sha256
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One operator of a network: its key, latency (ms) and where that came from.
+
+    ``source``: ``measured`` (a table entry), ``modelled`` (the fallback) or
+    ``missing`` (neither; ``ms`` is ``nan``).
+    """
+
+    key: str
+    ms: float
+    source: str
+
+
+@dataclass(frozen=True)
+class OpSum:
+    """The sum of a network's operators over an :class:`OpTable`.
+
+    ``ms`` is ``nan`` when an operator is ``missing``; identity layers cost 0 and are
+    not counted. ``ops`` holds the per-operator breakdown when it was asked for.
+    """
+
+    ms: float
+    measured: int
+    modelled: int
+    missing: int
+    ops: tuple[OpCost, ...] = ()
 
 
 class OpTable:
@@ -66,3 +95,32 @@ class OpTable:
         if self.fallback is not None:
             return float(self.fallback(lc))
         return math.nan
+
+    def with_fallback(self, fallback: Callable[[LayerConfig], float] | None) -> "OpTable":
+        """A copy of this table answering unmeasured operators with ``fallback``."""
+        return OpTable(self.entries, profile=self.profile, space=self.space, sha256=self.sha256,
+                       source=self.source, fallback=fallback)
+
+    def sum(self, arch: Arch, *, breakdown: bool = False) -> OpSum:
+        """Sum ``arch``'s operators (stem, layers, head) over the table: any network.
+
+        Operators the table lacks go to ``fallback`` (counted as modelled), or are
+        ``missing`` without one. ``breakdown=True`` also returns every operator's cost.
+        """
+        if not isinstance(arch, Arch):
+            raise TypeError(f"arch: expected a space.Arch, got {type(arch).__name__}")
+        costs = []
+        for lc in arch.ops():
+            if lc.is_identity:
+                continue
+            v = self.entries.get(lc.key())
+            if v is not None:
+                costs.append(OpCost(lc.key(), float(v), "measured"))
+            elif self.fallback is not None:
+                costs.append(OpCost(lc.key(), float(self.fallback(lc)), "modelled"))
+            else:
+                costs.append(OpCost(lc.key(), math.nan, "missing"))
+        n = {k: sum(c.source == k for c in costs) for k in ("measured", "modelled", "missing")}
+        total = math.nan if n["missing"] else float(sum(c.ms for c in costs))
+        return OpSum(total, n["measured"], n["modelled"], n["missing"],
+                     tuple(costs) if breakdown else ())

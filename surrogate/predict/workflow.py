@@ -60,6 +60,34 @@ def load_timings(profile: str, space: str, root: str | os.PathLike | None = None
     return [r["arch"] for r in rows], y
 
 
+def timings_frame(profile: str, space: str, root: str | os.PathLike | None = None, *,
+                  normalise: bool = False):
+    """:func:`load_timings` as a pandas DataFrame: ``arch``, ``latency_ms`` and ``test``
+    (the held-out split of :func:`is_test`), plus the end-to-end table's typed columns."""
+    from ..tables import read_table, table_path
+
+    archs, y = load_timings(profile, space, root, normalise=normalise)
+    df = read_table(table_path(profile, space, "models", root))
+    df.insert(1, "latency_ms", y)
+    df.insert(2, "test", [is_test(a) for a in archs])
+    df.attrs.update({"profile": profile, "space": space, "normalised": normalise})
+    return df
+
+
+def evaluation_frame(result: dict):
+    """An :func:`evaluate_on_tables` result as a DataFrame: one row per predictor
+    (``model`` first, then the baselines) with its held-out metrics."""
+    from ..frames import require_pandas
+
+    pd = require_pandas()
+    metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and k != "train_rows"}
+    rows = [{"predictor": result.get("predictor", "model"), "role": "model", **metrics}]
+    rows += [{"predictor": k, "role": "baseline", **v} for k, v in result.get("baselines", {}).items()]
+    df = pd.DataFrame(rows)
+    df.attrs.update({k: result.get(k) for k in ("profile", "space", "train_rows")})
+    return df
+
+
 def split(archs: list[str], y: np.ndarray):
     """(train archs, train y, test archs, test y) by :func:`is_test`."""
     test = np.array([is_test(a) for a in archs])
@@ -83,6 +111,28 @@ def make_predictor(name: str, space: str, table: OpTable | None, random_state: i
 def default_predictor_dir(profile: str, space: str) -> Path:
     """Folder of the shipped predictor for (profile, space)."""
     return PREDICTORS_DIR / profile / space
+
+
+def shipped_predictors() -> list[tuple[str, str]]:
+    """(profile, space) of every predictor shipped with the package."""
+    return sorted((p.parent.parent.name, p.parent.name) for p in PREDICTORS_DIR.glob("*/*/meta.json"))
+
+
+def shipped_predictor(profile: str = "cpu-litert", space: str = "mnasnet"):
+    """The shipped, fitted predictor of (profile, space) in one call.
+
+    An unknown pair is a one-line ``ValueError`` listing what ships.
+    """
+    from .persist import load_predictor
+
+    ships = shipped_predictors()
+    if (profile, space) not in ships:
+        listed = ", ".join(f"{p}/{s}" for p, s in ships) or "none"
+        hint = (f"; fit one with: mnas fit --profile {profile} --space {space} -o DIR"
+                if profile in {p for p, _ in ships} else "")
+        raise ValueError(f"no shipped predictor for profile {profile!r} and space {space!r}; "
+                         f"shipped (profile/space): {listed}{hint}")
+    return load_predictor(default_predictor_dir(profile, space), space=space, profile=profile)
 
 
 def fit_on_tables(profile: str, space: str, model: str = "residual-xgb", *,
