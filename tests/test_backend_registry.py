@@ -86,3 +86,21 @@ def test_adding_a_runtime_is_one_registered_class(tmp_path):
     assert "test-eager-twin" not in backends.runtimes()
     with pytest.raises(ValueError, match="unknown runtime"):
         dataclasses.replace(prof)
+
+
+def test_litert_needs_litert_torch_only_for_that_converter(monkeypatch):
+    """The default install has no litert-torch: the direct writer must be enough."""
+    import dataclasses
+
+    from surrogate.measure import backends
+    from surrogate.measure.profiles import get_profile
+
+    real = backends.has_module
+    monkeypatch.setattr(backends, "has_module", lambda m: False if m == "litert_torch" else real(m))
+    prof = get_profile("cpu-litert")
+    ok, why = prof.available()
+    if "no LiteRT interpreter" in why:
+        pytest.skip(why)
+    assert ok and "direct" in why
+    ok, why = dataclasses.replace(prof, converter="litert-torch").available()
+    assert not ok and "litert-torch" in why and "--converter direct" in why

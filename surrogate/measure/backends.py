@@ -110,7 +110,7 @@ class LiteRTBackend(Backend):
 
     def available(self, profile: RunnerProfile, serial: str | None = None,
                   executor: Executor | None = None) -> tuple[bool, str]:
-        """Whether the LiteRT interpreter imports and litert-torch is installed."""
+        """Whether the LiteRT interpreter imports (and litert-torch, for that converter)."""
         mod, ver = litert_interpreter_module()
         if not mod:
             return False, "no LiteRT interpreter: pip install ai-edge-litert"
@@ -118,9 +118,12 @@ class LiteRTBackend(Backend):
             __import__(mod, fromlist=["Interpreter"])
         except Exception as exc:  # noqa: BLE001 - report any import failure
             return False, f"{mod} does not import: {exc}"
-        if not has_module("litert_torch"):
-            return False, "litert-torch (the .tflite converter) is not installed"
-        return True, f"{mod} {ver}, litert-torch {package_version('litert-torch')}"
+        if getattr(profile, "converter", "direct") == "litert-torch":
+            if not has_module("litert_torch"):
+                return False, ("converter litert-torch is not installed: pip install "
+                               "'mnas-surrogate[litert-torch]', or use --converter direct")
+            return True, f"{mod} {ver}, litert-torch {package_version('litert-torch')}"
+        return True, f"{mod} {ver}, direct .tflite writer"
 
     def versions(self) -> dict[str, str | None]:
         """torch, the LiteRT interpreter module and version, litert-torch."""
