@@ -118,7 +118,7 @@ class LiteRTBackend(Backend):
             __import__(mod, fromlist=["Interpreter"])
         except Exception as exc:  # noqa: BLE001 - report any import failure
             return False, f"{mod} does not import: {exc}"
-        if getattr(profile, "converter", "direct") == "litert-torch":
+        if profile.converter == "litert-torch":
             if not has_module("litert_torch"):
                 return False, ("converter litert-torch is not installed: pip install "
                                "'mnas-surrogate[litert-torch]', or use --converter direct")
