@@ -217,7 +217,7 @@ def write_results(name: str, results: Mapping[str, Any], markdown: str, out: str
                   *, seeds: Any = None, config: Mapping[str, Any] | None = None,
                   started: dt.datetime | None = None) -> tuple[Path, Path]:
     """Write ``<out>/<name>.json`` and ``<out>/<name>.md`` atomically; print the Markdown."""
-    from surrogate.tables import write_atomic
+    from surrogate.atomic import write_atomic
 
     out = Path(out)
     now = dt.datetime.now(dt.timezone.utc)

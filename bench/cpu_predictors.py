@@ -28,7 +28,8 @@ from surrogate.predict.optable import OpTable  # noqa: E402
 from surrogate.predict.selection import cv_mape as selection_cv_mape  # noqa: E402
 from surrogate.predict.workflow import (default_predictor_dir, load_timings, make_predictor,  # noqa: E402
                                         split)
-from surrogate.tables import Table, write_json_atomic  # noqa: E402
+from surrogate.atomic import write_json_atomic  # noqa: E402
+from surrogate.tables import Table  # noqa: E402
 
 CANDIDATES = ("xgb", "xgb-l1", "mlp", "ridge", "huber", "residual-xgb", "residual-xgb-l1",
               "residual-ridge", "residual-huber", "residual-mlp", "table-sum-cal")
@@ -62,7 +63,8 @@ def add_noise(res: dict, out: Path) -> None:
     """The timings' own repeatability beside the chosen model's error (if measured)."""
     noise_p = out / f"repeatability_{res['profile']}_{res['space']}_repeat.json"
     if noise_p.is_file():
-        noise = json.loads(noise_p.read_text())["latency"]
+        doc = json.loads(noise_p.read_text())
+        noise = (doc.get("results") or doc)["latency"]  # bench/common.write_results wraps it
         res["noise"] = noise
         res["noise_mean_abs_rel_diff"] = noise["mean_abs_rel_diff"]
         res["mape_over_noise"] = res["test"][res["chosen"]]["mape"] / noise["mean_abs_rel_diff"]

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from surrogate.tables import write_json_atomic  # noqa: E402
+from surrogate.atomic import write_json_atomic  # noqa: E402
 
 
 def run(space: str, networks: int, out: Path) -> dict:

@@ -11,15 +11,15 @@ and compares the two latencies per network (``surrogate.measure.retime``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import fmt, md_table, write_results  # noqa: E402
 from surrogate.measure.retime import compare_tables, retime_table  # noqa: E402
-from surrogate.tables import Table, table_path, write_json_atomic  # noqa: E402
+from surrogate.tables import Table, table_path  # noqa: E402
 
 
 def repeatability(profile: str, space: str, n: int, out: Path, root=None, progress=True,
@@ -34,18 +34,16 @@ def repeatability(profile: str, space: str, n: int, out: Path, root=None, progre
            "latency": compare_tables(first, again, "median_ms"),
            "wall": compare_tables(first, again, "wall_ms"),
            "rerun_wall_s": summary.wall_s}
-    write_json_atomic(out / f"repeatability_{profile}_{space}_{kind}.json", res)
-    head = ("| profile | space | pass | clock | n | median abs diff | p95 abs diff | within 1% | within 2% | "
-            "within 5% | within 10% | median ratio |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     clock, est = res["clock"] or ("?", "?")
-    md = head + "".join(
-        f"| {profile} | {space} | {'idle vs busy' if busy else 'idle vs idle'} | {label} | {d['n']} | "
-        f"{100 * d['median_abs_rel_diff']:.2f}% | {100 * d['p95_abs_rel_diff']:.2f}% | "
-        f"{100 * d['within_1pct']:.0f}% | {100 * d['within_2pct']:.0f}% | {100 * d['within_5pct']:.0f}% | "
-        f"{100 * d['within_10pct']:.0f}% | {d['median_ratio_second_over_first']:.3f} |\n"
-        for label, d in ((f"{clock}/{est} (the table's latency)", res["latency"]), (f"wall/{est}", res["wall"])))
-    (out / f"repeatability_{profile}_{space}_{kind}.md").write_text(md)
-    print(md)
+    cells = [[profile, space, "idle vs busy" if busy else "idle vs idle", label, str(d["n"]),
+              fmt(d["median_abs_rel_diff"], "pct"), fmt(d["p95_abs_rel_diff"], "pct"),
+              fmt(d["within_1pct"], "pct"), fmt(d["within_2pct"], "pct"), fmt(d["within_5pct"], "pct"),
+              fmt(d["within_10pct"], "pct"), fmt(d["median_ratio_second_over_first"])]
+             for label, d in ((f"{clock}/{est} (the table's latency)", res["latency"]),
+                              (f"wall/{est}", res["wall"]))]
+    md = md_table(["profile", "space", "pass", "clock", "n", "median abs diff", "p95 abs diff",
+                   "within 1%", "within 2%", "within 5%", "within 10%", "median ratio"], cells)
+    write_results(f"repeatability_{profile}_{space}_{kind}", res, md, out)
     return res
 
 
@@ -61,8 +59,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(repeatability(args.profile, args.space, args.n, out, args.tables,
-                                   progress=not args.no_progress, busy=args.busy), indent=2))
+    repeatability(args.profile, args.space, args.n, out, args.tables, progress=not args.no_progress,
+                  busy=args.busy)
     return 0
 
 

@@ -234,7 +234,7 @@ def main(argv=None) -> dict:
     from search.latency import MeasuredLatency
     from search.pareto import hypervolume_2d, pareto_front
     from surrogate.predict.optable import OpTable
-    from surrogate.tables import write_json_atomic
+    from surrogate.atomic import write_json_atomic
 
     sp = get_space("nasbench-macro")
     acc = get_accuracy("macro", data=str(data_dir(args.data)))

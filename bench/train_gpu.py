@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{statistics.median(per_round[m]):,.1f} images/s "
               f"(rounds: {', '.join(f'{v:,.1f}' for v in per_round[m])})")
 
-    from surrogate.tables import write_atomic
+    from surrogate.atomic import write_atomic
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

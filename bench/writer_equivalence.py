@@ -34,7 +34,7 @@ from space.reference import get_reference, reference_names  # noqa: E402
 from space.spaces import get_space  # noqa: E402
 from surrogate.measure.export import ExportCache  # noqa: E402
 from surrogate.measure.tflite_writer import tflite_op_names  # noqa: E402
-from surrogate.tables import write_json_atomic  # noqa: E402
+from surrogate.atomic import write_json_atomic  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -3,13 +3,30 @@ from __future__ import annotations
 
 import sys
 
-from space.cli import OneLineParser, UsageError, positive_int
+from space.cli import OneLineParser, UsageError, nonneg_int, positive_int
 
 
 def _profile_names() -> list[str]:
-    from surrogate.measure.profiles import PROFILES
+    """Measuring profiles, then the predict-only devices (surrogate.predict.zoo)."""
+    from surrogate.cli_common import predict_profile_names
 
-    return list(PROFILES)
+    return predict_profile_names()
+
+
+def _published(profile: str, space: str, latency: str):
+    """The predict-only device ``profile`` (None: a measuring profile); refuses a mismatch."""
+    from surrogate.predict.zoo import PUBLISHED
+
+    dev = PUBLISHED.get(profile)
+    if dev is None:
+        return None
+    if dev.space != space:
+        raise UsageError(f"--profile {profile} is a predict-only device of space {dev.space!r}, "
+                         f"not {space!r}; use --space {dev.space}")
+    if latency == "measured":
+        raise UsageError(f"--profile {profile} is a predict-only device (published timings, not "
+                         f"this host): use --latency predicted")
+    return dev
 
 _USER_ERRORS = (UsageError, ValueError, FileNotFoundError)
 
@@ -68,7 +85,9 @@ def _add_sweep_args(p, controller: bool) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--batch", type=positive_int, default=8, help="trials asked per round")
     p.add_argument("--storage", default=None,
-                   help="study storage: sqlite:///sweep.db, another SQLAlchemy URL, or journal:./sweep.log")
+                   help="study storage shared by workers: postgresql+psycopg://user@host:5432/db (many "
+                        "machines), journal:./sweep.log (one machine), sqlite:///sweep.db, or another "
+                        "SQLAlchemy URL (default: in memory)")
     p.add_argument("--study-name", default=None, help="Optuna study name (default: <space>-<profile>-<accuracy>-<method>-seed<seed>)")
     p.add_argument("--latency-target", type=float, default=None, metavar="T_MS",
                    help="latency target T in ms (default: the median latency of random members)")
@@ -76,7 +95,7 @@ def _add_sweep_args(p, controller: bool) -> None:
                    help="MnasNet reward: soft (w = -0.07 either side of T) or hard (no bonus below T, w = -1 above)")
     p.add_argument("--no-seed-reference", action="store_true",
                    help="do not enqueue the reference networks of the space")
-    p.add_argument("--remeasure", type=int, default=3, metavar="K",
+    p.add_argument("--remeasure", type=nonneg_int, default=3, metavar="K",
                    help="time the K front networks nearest the target on the device (0: off)")
     p.add_argument("--data", default=None, help="benchmark data folder (for --accuracy macro)")
     p.add_argument("--predictor", default=None, help="a saved latency predictor folder")
@@ -113,11 +132,19 @@ def _cmd_sweep(args) -> int:
         options = {k: getattr(args, k) for k in controller_options() if getattr(args, k, None) is not None}
         check_settings(controller_name, options, reward=args.reward, target_ms=args.latency_target,
                        latency=args.latency)
+    from .storage import open_storage
+
+    storage = open_storage(args.storage)  # a bad URL fails here, before anything is built
     acc = get_accuracy(args.accuracy, data=args.data)
     if acc.space.name != args.space:  # before any latency objective is built or measured
         raise ValueError(f"accuracy objective {acc.name!r} is for space {acc.space.name!r}, not {args.space!r}")
     host_note = None
-    if args.latency == "measured":
+    device = _published(args.profile, args.space, args.latency)
+    if device is not None:  # a published device: its shipped predictor, nothing to time here
+        lat = PredictedLatency(args.profile, args.space, args.predictor)
+        host_note = {"source": "published", "chosen": "published", "device": device.name,
+                     "reason": f"predict-only device: {device.description}; finalists are not re-timed"}
+    elif args.latency == "measured":
         from .latency import MeasuredLatency
 
         if args.predictor:
@@ -138,10 +165,10 @@ def _cmd_sweep(args) -> int:
         from .controllers import make_controller
 
         ctrl = make_controller(controller_name, get_space(args.space), seed=args.seed, **options)
-    res = run_sweep(cfg, acc, lat, progress=not args.no_progress, controller=ctrl)
+    res = run_sweep(cfg, acc, lat, progress=not args.no_progress, controller=ctrl, storage=storage)
     if host_note is not None:
         res.latency["host"] = host_note
-    if args.remeasure:
+    if args.remeasure and device is None:
         remeasure_finalists(res, args.remeasure, progress=not args.no_progress)
     write_summary(res, res.files["summary"])
     if args.json:
@@ -154,7 +181,8 @@ def _cmd_sweep(args) -> int:
     print(f"{res.trials} trials of {cfg.name} ({res.evaluated_here} evaluated here, "
           f"{res.trials_per_s:.0f}/s); latency target T = {res.latency_target_ms:.2f} ms")
     if host_note is not None:
-        where = "this host's own" if host_note.get("chosen") == "host" else "the shipped"
+        where = {"host": "this host's own", "published": "the published device's"}.get(
+            host_note.get("chosen"), "the shipped")
         extra = (f" ({host_note['reason']})" if host_note.get("reason") else "")
         print(f"latency: {where} {args.profile} predictor for {args.space}{extra}")
     dist = res.accuracy.get("relaxed_search", {}).get("accuracy_model") or {}

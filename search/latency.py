@@ -45,12 +45,22 @@ class PredictedLatency:
 
 
 def _table_path(source: str | None) -> str | None:
-    """A predictor's table path: absolute as saved, or relative to the repository (shipped)."""
+    """A predictor's table file, or None when it is not there.
+
+    ``source`` is absolute as saved, or relative to the checkout for a shipped
+    predictor (``data/latency_tables/<profile>/<file>``): that resolves against the
+    shipped tables (:data:`surrogate.tables.DEFAULT_TABLES_DIR`, the checkout's folder
+    or the installed package data), so a non-editable install finds it too.
+    """
+    from surrogate.tables import DEFAULT_TABLES_DIR
+
     if not source:
         return None
     p = Path(source)
     if not p.is_absolute():
-        p = Path(__file__).resolve().parents[1] / p
+        parts = p.parts
+        p = (DEFAULT_TABLES_DIR.joinpath(*parts[2:]) if parts[:2] == ("data", "latency_tables")
+             else Path(__file__).resolve().parents[1] / p)
     return str(p) if p.is_file() else None
 
 
@@ -58,6 +68,23 @@ LATENCY_SOURCES = ("auto", "shipped", "host")
 #: this host's reference operator may differ this much from the tables' before the
 #: shipped predictor is judged to describe another host
 HOST_REFERENCE_TOLERANCE = 0.10
+#: the same for reference-paired tables (estimator ``*+ref``): their latencies are
+#: ratios to the reference timed at the same moment, so a host running slower or faster
+#: for a while (20-40% on a shared VM) still matches; only a different class of speed
+#: counts as another host
+HOST_REFERENCE_TOLERANCE_PAIRED = 0.5
+
+
+def reference_tolerance(table: str | os.PathLike) -> float:
+    """How far this host's reference operator may differ from ``table``'s before it is another host."""
+    from surrogate.measure.clocks import split_estimator
+    from surrogate.tables import table_timing
+
+    est = table_timing(table).get("estimator") or ""
+    paired = bool(est) and split_estimator(est)[1]
+    return HOST_REFERENCE_TOLERANCE_PAIRED if paired else HOST_REFERENCE_TOLERANCE
+
+
 #: networks timed to calibrate this host's table sum when the main job measures it
 MAIN_JOB_NETWORKS = 12
 
@@ -69,7 +96,8 @@ def host_latency(profile: str, space: str, *, source: str = "auto", networks: in
     ``shipped``: the predictor shipped for (profile, space). ``host``: this host's own
     (``mnas measure host``), measured now if it does not exist. ``auto``: the shipped
     one when its tables came from this host kind and this host's reference operator
-    runs within :data:`HOST_REFERENCE_TOLERANCE` of theirs; else this host's own,
+    runs within :func:`reference_tolerance` of theirs (10%, or 50% for reference-paired
+    tables); else this host's own,
     measured now when missing (the operator table and ``networks`` networks: about a
     minute for anb).
     """
@@ -92,7 +120,9 @@ def host_latency(profile: str, space: str, *, source: str = "auto", networks: in
             ratio = m.reference_ratio
             note.update(same_host_kind=m.same, reference_ms_here=here, reference_ms_table=m.reference_ms_table,
                         differences=m.differences)
-            off = ratio is not None and abs(ratio - 1) > HOST_REFERENCE_TOLERANCE
+            tol = reference_tolerance(table)
+            note["reference_tolerance"] = tol
+            off = ratio is not None and abs(ratio - 1) > tol
             if m.same is True and not off:
                 note["chosen"] = "shipped"
                 return PredictedLatency(profile, space), note

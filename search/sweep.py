@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,11 @@ from space.spaces import get_space
 from .controllers.base import SweepContext
 from .pareto import hypervolume_2d, pareto_front
 from .reward import MnasReward
+from .storage import is_rdb, open_storage, worker_id
+
+__all__ = ["SAMPLERS", "SweepConfig", "SweepResult", "default_target", "finalists_host_match",
+           "make_sampler", "open_storage", "reference_baseline_ms", "remeasure_finalists",
+           "run_sweep", "trial_metadata", "write_summary"]
 
 SAMPLERS = ("nsga2", "tpe", "random")
 
@@ -115,29 +119,7 @@ class SweepResult:
         return df.sort_values("latency_ms", kind="stable").reset_index(drop=True)
 
 
-# -- storage --------------------------------------------------------------------------
-def open_storage(url: str | None):
-    """An Optuna storage for ``url``: None (in memory), ``journal:PATH`` or an RDB URL."""
-    import optuna
-
-    if url is None:
-        return None
-    if url.startswith("journal:"):
-        path = url[len("journal:"):]
-        if path.startswith("//"):
-            path = path[2:]
-        if not path:
-            raise ValueError("journal storage needs a file path: journal:./sweep.log")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
-    if "://" not in url:
-        raise ValueError(f"storage {url!r} is not a URL: use sqlite:///file.db, another "
-                         f"SQLAlchemy URL, or journal:./file.log")
-    return optuna.storages.RDBStorage(url)
-
-
+# -- storage and samplers ---------------------------------------------------------------
 def make_sampler(name: str, seed: int, n_decisions: int):
     """Optuna sampler ``nsga2``, ``tpe`` or ``random`` seeded with ``seed``."""
     import optuna
@@ -147,34 +129,6 @@ def make_sampler(name: str, seed: int, n_decisions: int):
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=20)
     return optuna.samplers.RandomSampler(seed=seed)
-
-
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _fail_dead_workers(study) -> int:
-    """Mark RUNNING trials of dead processes on this host as FAIL; returns how many."""
-    from optuna.trial import TrialState
-
-    host = socket.gethostname()
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        w = t.user_attrs.get("worker", "")
-        h, _, pid = w.rpartition(":")
-        if h != host or not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive:
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            n += 1
-    return n
 
 
 # -- the sweep --------------------------------------------------------------------------
@@ -218,11 +172,21 @@ def _complete(study):
 
 
 def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
-              controller=None) -> SweepResult:
-    """Run (or join, or resume) the sweep of ``cfg`` until the study has ``cfg.trials``
-    finished trials; writes trials.csv, pareto.csv, front.png and summary.json."""
+              controller=None, storage=None, on_phase=None) -> SweepResult:
+    """Run (or join, or resume) the sweep of ``cfg`` until the study has exactly
+    ``cfg.trials`` COMPLETE trials (:mod:`search.ledger`); writes trials.csv, pareto.csv,
+    front.png and summary.json.
+
+    ``storage``: an opened Optuna storage (default: ``open_storage(cfg.storage)``).
+    ``on_phase(name)`` is called at ``open``, ``reference`` (after each reference claim),
+    ``claimed`` (a batch claimed, not evaluated) and ``told`` (a batch told): the fault
+    tests kill a worker there.
+    """
     import optuna
     from optuna.distributions import CategoricalDistribution
+
+    from .ledger import Ledger, Mirror
+    from .storage import Heartbeat
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = get_space(cfg.space)
@@ -230,10 +194,10 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
         raise ValueError(f"accuracy objective {accuracy.name!r} is for space {accuracy.space.name!r}, "
                          f"not {space.name!r}")
     t0 = time.perf_counter()
-    storage = open_storage(cfg.storage)
+    storage = open_storage(cfg.storage) if storage is None else storage
+    directions = ["maximize", "minimize"]
     study = optuna.create_study(storage=storage, study_name=cfg.name, load_if_exists=True,
-                                directions=["maximize", "minimize"],
-                                sampler=make_sampler(cfg.sampler, cfg.seed, space.n_decisions))
+                                directions=directions, sampler=optuna.samplers.RandomSampler(seed=cfg.seed))
     import warnings
 
     with warnings.catch_warnings():
@@ -245,67 +209,80 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
     study.set_user_attr("latency_target_ms", float(target))
     study.set_user_attr("config", {k: v for k, v in asdict(cfg).items() if k != "out_dir"})
     reward = MnasReward.from_name(cfg.reward, target)
-    _fail_dead_workers(study)
     dists = {d.name: CategoricalDistribution(tuple(range(d.n))) for d in space.decisions}
+    worker = worker_id()
+    ledger = Ledger(study, storage, worker, cfg.trials, on_phase=on_phase)
+    ledger.on_phase("open")
     out_dir = Path(cfg.out_dir or Path("mnas_runs") / cfg.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     if controller is not None:  # it learns from the study and keeps the rest in study-named files
         controller.before_sweep(SweepContext(study, space, reward, out_dir, trials=cfg.trials,
                                              reward_kind=cfg.reward, accuracy=accuracy, latency=latency))
-    if cfg.seed_reference and not study.user_attrs.get("seeded"):
-        study.set_user_attr("seeded", True)
-        for name, idx in _reference_members(space):
-            study.enqueue_trial({d.name: int(v) for d, v in zip(space.decisions, idx)},
-                                user_attrs={"seed_reference": name}, skip_if_exists=True)
+    mirror = None if controller is not None else Mirror(
+        make_sampler(cfg.sampler, cfg.seed, space.n_decisions), directions, dists)
+    refs = _reference_members(space) if cfg.seed_reference else []
+    ledger.refresh()
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.trials, initial=min(len(_complete(study)), cfg.trials), unit="trial",
+        bar = tqdm(total=cfg.trials, initial=min(ledger.complete(), cfg.trials), unit="trial",
                    desc=f"sweep {cfg.name}", file=sys.stderr, dynamic_ncols=True)
     evaluated = 0
-    worker = _worker_id()
     meta = {"worker": worker, **trial_metadata(cfg, latency)}
+    if is_rdb(storage):  # relational: each attribute costs queries, so the worker's constants go
+        study.set_user_attr(f"worker:{worker}", meta)  # once into the study, the trial keeps its id
+        meta = {"worker": worker}
     # a latency target given as a hard budget is an Optuna constraint (feasible: <= 0),
     # which NSGA-II's constrained domination and the dashboard read
     budget = float(target) if cfg.reward == "hard" and cfg.latency_target_ms is not None else None
+    names = [d.name for d in space.decisions]
     try:
-        while True:
-            from optuna.trial import TrialState
-
-            started = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-            left = cfg.trials - len(started)
-            if left <= 0:
-                break
-            k = min(cfg.batch, left)
-            # every trial is enqueued with this worker's id, then asked: the id is in the
-            # storage before the trial is RUNNING, so a later worker can tell a killed
-            # worker's unfinished trials from live ones
-            proposals = controller.propose(k) if controller is not None else [None] * k
-            for idx in proposals:
-                params = {} if idx is None else {d.name: int(v) for d, v in zip(space.decisions, idx)}
-                study.enqueue_trial(params, user_attrs=meta)
-            trials = [study.ask(dists) for _ in range(k)]
-            for t in trials:
-                if t.user_attrs.get("worker") != worker:  # popped another worker's entry
-                    for key, v in meta.items():
-                        t.set_user_attr(key, v)
-            raw = np.array([[t.params[d.name] for d in space.decisions] for t in trials], dtype=np.int64)
-            canon = np.array([space.canonical(r) for r in raw], dtype=np.int64)
-            acc = accuracy.batch(canon)
-            lat = latency.batch(canon)
-            rew = reward(acc, lat)
-            for t, c, a, l_, r in zip(trials, canon, acc, lat, rew):
-                t.set_user_attr("arch", format_arch(space.to_arch(c)))
-                t.set_user_attr("reward", float(r))
-                if budget is not None:
-                    t.set_constraint("latency_ms", float(l_) - budget)
-                study.tell(t, [float(a), float(l_)], skip_if_finished=True)
-            evaluated += k
-            if controller is not None:
-                controller.observe([tuple(c) for c in canon], acc, lat, rew)
-            if bar is not None:
-                bar.update(k)
+        with Heartbeat(storage) as beat:
+            while True:
+                ledger.refresh()
+                if ledger.complete() >= cfg.trials:
+                    break
+                free = ledger.free()
+                if free <= 0:  # every slot is held by a running trial: wait for it to end or die
+                    ledger.wait()
+                    continue
+                k = min(cfg.batch, free)
+                claims = []
+                for name, idx in ledger.missing_references(refs)[:k]:
+                    attrs = {**meta, "arch": format_arch(space.to_arch(idx)), "seed_reference": name}
+                    claims.append(ledger.claim(dict(zip(names, map(int, idx))), dists, idx, attrs))
+                    ledger.on_phase("reference")
+                if len(claims) < k:
+                    if controller is not None:
+                        props = [(dict(zip(names, map(int, idx))), {}) for idx in controller.propose(k - len(claims))]
+                    else:
+                        mirror.sync(ledger.trials)
+                        props = mirror.ask(k - len(claims))
+                    for params, sys_attrs in props:
+                        c = space.canonical([params[n] for n in names])
+                        claims.append(ledger.claim(params, dists, c, {**meta, "arch": format_arch(space.to_arch(c))},
+                                                   sys_attrs))
+                ledger.on_phase("claimed")
+                kept = ledger.settle(claims)
+                if not kept:
+                    continue
+                beat.trials = [tid for tid, _, _ in kept]
+                canon = np.array([c for _, _, c in kept], dtype=np.int64)
+                acc = accuracy.batch(canon)
+                lat = latency.batch(canon)
+                rew = reward(acc, lat)
+                told = []
+                for (tid, _, _), a, l_ in zip(kept, acc, lat):
+                    c = None if budget is None else float(l_) - budget
+                    told.append(ledger.tell(tid, [float(a), float(l_)], constraint=c))
+                beat.trials = []
+                ledger.on_phase("told")
+                evaluated += sum(told)
+                if controller is not None:
+                    controller.observe([tuple(c) for c in canon], acc, lat, rew)
+                if bar is not None:
+                    bar.update(sum(told))
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()

@@ -1,36 +1,50 @@
-"""CLI verbs owned by :mod:`surrogate`: ``devices``, ``host``, ``measure``, ``fit``, ``predict``, ``eval``, ``table``."""
+"""CLI verbs owned by :mod:`surrogate`: ``devices``, ``host``, ``measure``, ``table``; the predictor
+verbs (``fit``, ``predict``, ``suggest-timings``, ``eval``) are :mod:`surrogate.cli_predict`'s."""
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from space.cli import (OneLineParser, UsageError, add_variant_args, nonneg_int, positive_int,
-                       print_json)
+from space.cli import OneLineParser, UsageError, nonneg_int, positive_int, print_json
 
-
-def _profile_names() -> list[str]:
-    from .measure.profiles import PROFILES
-
-    return list(PROFILES)
+from . import cli_predict
+from .cli_common import archs_from_file as _archs_from_file
+from .cli_common import profile_names as _profile_names
 
 
 def _cmd_devices(args) -> int:
     from .measure.profiles import PROFILES
+    from .predict.zoo import published_names, published_summary
 
     rows = []
     for name, p in PROFILES.items():
         ok, why = p.available()
-        rows.append({"profile": name, "available": bool(ok), "reason": why or "",
+        rows.append({"profile": name, "kind": "measure", "available": bool(ok), "reason": why or "",
                      "runtime": p.runtime, "description": p.description})
+    for name in published_names():
+        z = published_summary(name)
+        rows.append({"profile": name, "kind": "predict-only", "available": bool(z["shipped"]),
+                     "reason": "" if z["shipped"] else "no shipped predictor (bench/zoo_predictors.py --ship)",
+                     "runtime": None, "space": z["space"], "license": z["license"],
+                     "model": z.get("model"), "validation_spearman": z.get("spearman"),
+                     "description": z["description"]})
     if args.json:
         print_json(rows)
         return 0
     for r in rows:
+        if r["kind"] == "predict-only":
+            continue
         mark = "yes" if r["available"] else "no "
         print(f"{r['profile']:<16} {mark}  {r['description']}")
         if not r["available"] and r["reason"]:
             print(f"{'':<16}      ({r['reason']})")
+    print("predict-only (published timings; mnas predict/sweep --profile NAME --space SPACE):")
+    for r in rows:
+        if r["kind"] != "predict-only":
+            continue
+        fig = (f"held-out Spearman {r['validation_spearman']:.3f}"
+               if r["validation_spearman"] is not None else "not shipped")
+        print(f"{r['profile']:<16} {r['space']:<6} {r['license']:<10} {r['description']}; {fig}")
     return 0
 
 
@@ -176,35 +190,6 @@ def _archs_for(args):
     return out
 
 
-def _archs_from_file(archs: str, sp=None) -> list:
-    """(arch, source) pairs from a file of architecture strings or reference names.
-
-    One per line, ``#`` starts a comment; with a space ``sp`` each is canonicalised
-    in it (a non-member is an error naming file and line).
-    """
-    from space.blockstring import parse_arch
-    from space.reference import REFERENCE
-
-    path = Path(archs)
-    if not path.is_file():
-        raise FileNotFoundError(f"--archs file {path} does not exist")
-    out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        try:
-            a = REFERENCE[line] if line in REFERENCE else parse_arch(line)
-            if sp is not None:
-                a = sp.to_arch(sp.from_arch(a))
-        except ValueError as exc:
-            raise ValueError(f"{path}:{lineno}: {exc}") from None
-        out.append((a, f"file:{path.name}"))
-    if not out:
-        raise ValueError(f"--archs file {path} holds no architectures")
-    return out
-
-
 def _cmd_measure_models(args) -> int:
     from .measure.jobs import measure_models
 
@@ -267,75 +252,6 @@ def _cmd_table_convert(args) -> int:
     for w in warns:
         print(f"mnas: warning: {w}", file=sys.stderr)
     print(message)
-    return 0
-
-
-def _cmd_fit(args) -> int:
-    from .predict.persist import save_predictor
-    from .predict.workflow import fit_on_tables
-
-    est, info = fit_on_tables(args.profile, args.space, args.model, root=args.tables,
-                              include_test=args.all_rows)
-    out = save_predictor(est, args.output, profile=args.profile, extra={"train": info})
-    info["path"] = str(out)
-    if args.json:
-        print_json(info)
-    else:
-        print(f"fitted {args.model} on {info['train_rows']} timings of {args.profile}/{args.space}"
-              f" ({info['test_rows']} held out); saved to {out}")
-    return 0
-
-
-def _load_for(args):
-    from .predict.persist import load_predictor
-    from .predict.workflow import default_predictor_dir
-
-    path = args.predictor or default_predictor_dir(args.profile, args.space)
-    return load_predictor(path, space=args.space, profile=args.profile)
-
-
-def _cmd_predict(args) -> int:
-    from space.cli import resolve_variant
-
-    archs = [resolve_variant(t, args.width, args.resolution, what="arch") for t in args.arch]
-    est = _load_for(args)
-    prices = est.price_many(archs, breakdown=args.breakdown)
-    rows = []
-    for a, p in zip(archs, prices):
-        d = p.as_dict()
-        rows.append({"name": a.name, "arch": d.pop("arch"), "latency_ms": d.pop("ms"), **d})
-        if not args.breakdown:
-            rows[-1].pop("ops")
-    if args.json:
-        print_json(rows)
-        return 0
-    for r in rows:
-        print(f"{r['latency_ms']:9.3f} ms  {r['method']:<5}  {r['measured_ops']:>3} ops measured, "
-              f"{r['modelled_ops']:>3} modelled  {r['name'] or r['arch']}")
-        for c in r.get("ops", []):
-            print(f"            {c['ms']:8.4f} ms  {c['source']:<8}  {c['key']}")
-    notes = sorted({r["note"] for r in rows if r["method"] != "model"})
-    for n in notes:
-        print(f"note: {n}", file=sys.stderr)
-    return 0
-
-
-def _cmd_eval(args) -> int:
-    from .predict.workflow import evaluate_on_tables
-
-    est = _load_for(args) if args.predictor else None
-    res = evaluate_on_tables(args.profile, args.space, est, root=args.tables, plot=args.plot)
-    if args.json:
-        print_json(res)
-        return 0
-    print(f"{args.profile} / {args.space}: {res['n']} held-out timings, {res['train_rows']} for fitting")
-    rows = [("model: " + res["predictor"], res)] + list(res["baselines"].items())
-    print(f"{'predictor':<34} {'±5%':>6} {'±10%':>6} {'MAPE':>6} {'RMSE ms':>8} {'tau':>6} {'rho':>6}")
-    for name, m in rows:
-        print(f"{name:<34} {100 * m['within_5pct']:5.1f}% {100 * m['within_10pct']:5.1f}% "
-              f"{100 * m['mape']:5.1f}% {m['rmse_ms']:8.3f} {m['kendall_tau']:6.3f} {m['spearman']:6.3f}")
-    if res.get("plot"):
-        print(f"plot: {res['plot']}")
     return 0
 
 
@@ -440,40 +356,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.set_defaults(func=_cmd_measure_host)
 
-    from .predict.workflow import MODEL_CHOICES
-
-    p = sub.add_parser("fit", help="fit a latency predictor on the shipped tables of a profile/space")
-    p.add_argument("--profile", required=True, choices=_profile_names(), help="device profile")
-    p.add_argument("--space", required=True, choices=space_names(), help="search space")
-    p.add_argument("--model", default="residual-xgb", choices=MODEL_CHOICES, help="predictor kind")
-    p.add_argument("-o", "--output", required=True, help="folder to save the predictor in")
-    p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
-    p.add_argument("--all-rows", action="store_true", help="also fit on the held-out rows")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=_cmd_fit)
-
-    p = sub.add_parser("predict", help="predict latency of any network: members of the space by "
-                                       "the full model, others by operator table + operator model")
-    p.add_argument("--profile", required=True, choices=_profile_names(), help="device profile")
-    p.add_argument("--space", required=True, choices=space_names(),
-                   help="the space whose predictor is used")
-    p.add_argument("--predictor", default=None, help="a saved predictor folder (default: shipped)")
-    p.add_argument("arch", nargs="+", help="reference names (mnas arch list), variants of them "
-                   "(mnasnet-a1@w0.75,r192) or architecture strings")
-    add_variant_args(p)
-    p.add_argument("--breakdown", action="store_true", help="also print every operator's latency "
-                   "and whether it was measured or modelled")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=_cmd_predict)
-
-    p = sub.add_parser("eval", help="accuracy on held-out end-to-end timings, with baselines")
-    p.add_argument("--profile", required=True, choices=_profile_names(), help="device profile")
-    p.add_argument("--space", required=True, choices=space_names(), help="search space")
-    p.add_argument("--predictor", default=None, help="a saved predictor folder (default: shipped)")
-    p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
-    p.add_argument("--plot", default=None, help="write predicted-vs-measured PNG here")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=_cmd_eval)
+    cli_predict.register(sub)
 
     p = sub.add_parser("table", help="validate and convert latency tables")
     tsub = p.add_subparsers(dest="table_cmd", required=True, parser_class=OneLineParser)

@@ -332,7 +332,8 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, *, act: str | N
     imported table must not; see :func:`import_lut` for ``act``, :func:`lut_target`
     for ``space`` / ``arch``.
     """
-    from .tables import Table, table_kind, write_atomic
+    from .atomic import write_atomic
+    from .tables import Table, table_kind
 
     src, dst = Path(src), Path(dst)
     if not src.is_file():

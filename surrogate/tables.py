@@ -4,9 +4,8 @@
 Tables are append-only CSV written one complete row per ``write`` call and
 fsynced, so a measurement killed at any moment leaves whole rows; a torn last line
 (no newline) is dropped on the next open. Reading validates the header and every
-row, and errors name the file and line. This module also owns where tables live
-(:func:`table_path`), the reference-operator figures read from them and the
-project's one atomic file writer (:func:`write_atomic`); the ProxylessNAS /
+row, and errors name the file and line. This module also owns the reference-operator figures read from them and the
+project's one atomic file writer (:func:`write_atomic`, from :mod:`surrogate.atomic`); the ProxylessNAS /
 Once-for-All LUT format is in :mod:`surrogate.lut`.
 
 Clocks: ``median_ms`` is the latency under the row's ``clock`` (``cpu`` or
@@ -19,7 +18,6 @@ appending to one rewrites it once in the current format.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -27,15 +25,16 @@ import json
 import math
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
 from space.arch import LayerConfig
 
+from .atomic import atomic_path, write_atomic, write_json_atomic  # noqa: F401 (re-exported)
+from .table_paths import _TAG, DEFAULT_TABLES_DIR, TABLE_KINDS, table_path, tables_dir  # noqa: F401
 from .measure.clocks import CLOCKS, ESTIMATORS
 
 __all__ = ["DEFAULT_TABLES_DIR", "MODELS_COLUMNS", "OPS_COLUMNS", "REFERENCE_OP", "TABLE_KINDS",
@@ -66,20 +65,6 @@ REFERENCE_OP = LayerConfig(op="mbconv", h=28, w=28, in_ch=40, out_ch=40, kernel=
                            expand=6, se=0.0, skip="identity", groups=1, act="relu")
 
 
-def _default_tables_dir() -> Path:
-    """The checkout's ``data/latency_tables`` (source of truth), else the installed copy."""
-    repo = Path(__file__).resolve().parents[1] / "data" / "latency_tables"
-    if repo.is_dir():
-        return repo
-    from importlib.resources import files  # package data, mapped in by setup.py
-
-    return Path(str(files("surrogate") / "data" / "latency_tables"))
-
-
-#: the shipped tables; ``$MNAS_TABLES_DIR`` replaces it
-DEFAULT_TABLES_DIR = _default_tables_dir()
-TABLE_KINDS = ("ops", "models")
-_TAG = r"[A-Za-z0-9-]+"  # the optional ``_<tag>`` of a table file name
 
 _INT_COLS = {"h", "w", "in_ch", "out_ch", "kernel", "stride", "expand", "groups", "expand_divisor",
              "num_classes", "n_runs", "n_rounds", "params", "madds"}
@@ -327,40 +312,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-# -- the one atomic writer -------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """A temporary path beside ``path`` for a writer; on success fsynced, then renamed onto it.
-
-    The name (``.<name>.<pid>.<random>.tmp<suffix>``; ``suffix`` for writers that read
-    the format from it) is unique per process and call, so concurrent writers never
-    share one and readers see the old file or the new one, never a torn one. On an
-    exception the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:  # whatever the writer closed is on disk before the rename
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` (``str`` as UTF-8) to ``path`` atomically (:func:`atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-
-
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
 def provenance_path(table_path: str | os.PathLike) -> Path:
     """Path of the provenance JSON beside a table."""
     p = Path(table_path)
@@ -401,6 +352,9 @@ def validate_table(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"no table file at {path}")
     t = open_table(path)
     rows = t.read()
+    if not rows:
+        raise TableError(f"{path}: " + ("empty file (no header, no rows)" if path.stat().st_size == 0
+                                        else "no rows (a header only)"))
     prov_p = provenance_path(path)
     prov = None
     problems = []
@@ -409,9 +363,17 @@ def validate_table(path: str | os.PathLike) -> dict:
             prov = json.loads(prov_p.read_text())
         except json.JSONDecodeError as exc:
             raise TableError(f"{prov_p}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(prov, dict):
+            raise TableError(f"{prov_p}: not a provenance object")
         for k in REQUIRED_PROVENANCE:
             if k not in prov:
                 problems.append(f"provenance lacks {k!r}")
+        recorded, actual = prov.get("table_sha256"), t.sha256()
+        if recorded and recorded != actual:
+            raise TableError(f"{path}: sha256 {actual[:12]} does not match {recorded[:12]} in "
+                             f"{prov_p.name}: the table changed after its last measuring session")
+        if isinstance(prov.get("rows"), int) and prov["rows"] != len(rows):
+            problems.append(f"provenance counts {prov['rows']} rows, the table has {len(rows)}")
         if rows and "clock" in prov and (prov.get("clock"), prov.get("estimator")) != \
                 (rows[0]["clock"], rows[0]["estimator"]):
             problems.append(f"provenance says clock {prov.get('clock')!r}, estimator "
@@ -419,8 +381,13 @@ def validate_table(path: str | os.PathLike) -> dict:
                             f"{rows[0]['estimator']!r}")
     else:
         problems.append(f"no provenance file {prov_p.name}")
+    coverage = _coverage(path, rows, (prov or {}).get("space"))
+    if coverage and coverage["missing"]:
+        problems.append(f"covers {coverage['covered']} of the {coverage['needed']} operators of space "
+                        f"{coverage['space']!r} ({coverage['missing']} missing: resume it with mnas "
+                        f"measure ops)")
     meds = [r["median_ms"] for r in rows]
-    return {"path": str(path), "kind": table_kind(path), "rows": len(rows),
+    return {"path": str(path), "kind": table_kind(path), "rows": len(rows), "coverage": coverage,
             "median_ms_min": min(meds) if meds else None,
             "median_ms_max": max(meds) if meds else None,
             "clock": rows[0]["clock"] if rows else None,
@@ -430,27 +397,23 @@ def validate_table(path: str | os.PathLike) -> dict:
             "sha256": t.sha256(), "provenance": prov is not None, "problems": problems}
 
 
+def _coverage(path: Path, rows: list[dict], space: str | None) -> dict | None:
+    """How many of its space's operators an operator table holds (None: not an ops table of a space)."""
+    if table_kind(path) != "ops":
+        return None
+    from space.spaces import get_space, space_names
+
+    name = space or path.name.split("_ops", 1)[0]
+    if name not in space_names():
+        return None
+    need = {lc.key() for lc in get_space(name).operator_configs()}
+    have = {r["op_key"] for r in rows}
+    return {"space": name, "needed": len(need), "covered": len(need & have),
+            "missing": len(need - have)}
+
+
 REQUIRED_PROVENANCE = ("profile", "space", "host", "settings", "created", "updated", "rows",
                        "table_sha256")
-
-
-# -- where tables live -----------------------------------------------------------------
-def tables_dir(path: str | os.PathLike | None = None) -> Path:
-    """Explicit path, else ``$MNAS_TABLES_DIR``, else the shipped tables (:data:`DEFAULT_TABLES_DIR`)."""
-    if path is not None:
-        return Path(path)
-    env = os.environ.get("MNAS_TABLES_DIR")
-    return Path(env) if env else DEFAULT_TABLES_DIR
-
-
-def table_path(profile: str, space: str, kind: str, root: str | os.PathLike | None = None,
-               tag: str | None = None) -> Path:
-    """``<root>/<profile>/<space>_<kind>[_<tag>].csv``; ``root`` defaults to :func:`tables_dir`."""
-    if kind not in TABLE_KINDS:
-        raise ValueError(f"table kind must be one of {', '.join(TABLE_KINDS)}, got {kind!r}")
-    if tag is not None and not re.fullmatch(_TAG, tag):
-        raise ValueError(f"table tag must be letters, digits and '-', got {tag!r}")
-    return tables_dir(root) / profile / f"{space}_{kind}{f'_{tag}' if tag else ''}.csv"
 
 
 # -- reference-operator figures --------------------------------------------------------

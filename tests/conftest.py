@@ -45,3 +45,7 @@ def fbnet_csv(bench_dir) -> Path:
     if not p.is_file():
         pytest.skip(f"{p} is absent")
     return p
+
+
+# PostgreSQL for the storage tests: a session server in a temporary folder (tests/pgserver.py)
+from pgserver import postgres_server  # noqa: E402,F401

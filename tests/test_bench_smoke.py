@@ -112,3 +112,14 @@ def test_tables_summary_covers_every_shipped_table(tmp_path):
         assert t["rows"] > 0 and t["kind"] in ("ops", "models")
         if t["kind"] == "ops":
             assert t["planned"] and t["rows"] <= t["planned"]
+
+
+@pytest.mark.slow
+def test_transfer_loo_quick(fbnet_csv, tmp_path):
+    res = _bench("transfer_loo").main(["--quick", "--data", str(fbnet_csv.parents[1]),
+                                       "--out", str(tmp_path)])
+    _written(tmp_path, "transfer_loo")
+    cell = res["groups"]["help_fbnet"]["raspi4"]["20"]
+    assert {"multi-source", "best single calibrated", "full-data additive"} <= set(cell)
+    assert cell["multi-source"]["spearman"] > 0.9
+    assert "k20_beats_best_single" in res["targets"]["raspi4"]

@@ -15,6 +15,7 @@ from search.controllers import (EvolutionController, GradientController, PPOCont
                                 SweepContext)
 from search.reward import MnasReward  # noqa: E402
 from search.sweep import SweepConfig, open_storage, run_sweep  # noqa: E402
+from search.ledger import trial_indices  # noqa: E402
 
 SPACE = get_space("nasbench-macro")
 
@@ -70,7 +71,7 @@ def test_evolution_workers_see_each_others_trials(kind, tmp_path):
     _sweep(a, tmp_path, 24, storage)  # worker A alone
 
     def newest(done):
-        return {SPACE.canonical([t.params[d.name] for d in SPACE.decisions]) for t in done[-10:]}
+        return {SPACE.canonical(trial_indices(t, [d.name for d in SPACE.decisions])) for t in done[-10:]}
 
     b = EvolutionController(SPACE, seed=1, population=10, sample=3)  # worker B joins
     b.before_sweep(SweepContext(a.ctx.study, SPACE, MnasReward.soft(5.0), tmp_path / "out", 48))

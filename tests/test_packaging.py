@@ -82,3 +82,6 @@ def test_installed_mnas_eval_and_sweep_run_outside_checkout(installed, tmp_path)
     assert summary["trials"] >= 20 and (out / "trials.csv").is_file()
     pred = Path(summary["latency"]["predictor"])  # the shipped predictor, from the wheel
     assert (pred / "meta.json").is_file() and REPO not in pred.parents
+    # the table the shipped predictor was fitted on resolves to the wheel's package data
+    table = Path(summary["latency"]["table_source"] or "")
+    assert table.name == "anb_ops.csv" and table.is_file() and REPO not in table.parents

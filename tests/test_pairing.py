@@ -108,3 +108,17 @@ def test_a_paired_table_keeps_its_base_across_sessions_and_refuses_raw_rows(tmp_
     with pytest.raises(ValueError, match="never mixes clocks or estimators"):
         measure_ops("cpu-onnxruntime", "nasbench-macro", limit=6,
                     settings=MeasureSettings(warmup=1, runs=3, rounds=2, estimator="min"), **kw)
+
+
+def test_the_main_jobs_reference_tolerance_follows_the_tables_estimator(tmp_path):
+    from search.latency import (HOST_REFERENCE_TOLERANCE, HOST_REFERENCE_TOLERANCE_PAIRED,
+                                reference_tolerance)
+
+    for est, want in (("min+ref", HOST_REFERENCE_TOLERANCE_PAIRED), ("min", HOST_REFERENCE_TOLERANCE),
+                      (None, HOST_REFERENCE_TOLERANCE)):
+        table = tmp_path / f"{est or 'legacy'}_ops.csv"
+        table.write_text("op,median_ms\n")
+        prov = {"clock": "cpu", "estimator": est} if est else {}
+        (tmp_path / f"{est or 'legacy'}_ops.provenance.json").write_text(json.dumps(prov))
+        assert reference_tolerance(table) == want, est
+    assert HOST_REFERENCE_TOLERANCE_PAIRED > HOST_REFERENCE_TOLERANCE

@@ -84,7 +84,7 @@ def test_validation_split_and_candidates():
     with pytest.raises(ValueError, match="val_share"):
         validation_split(10, val_share=1.5)
     c = candidates("fbnet", quick=True, with_mlp=False)
-    assert set(c) == {"ridge", "xgb", "xgb-l1", "huber-linear"}
+    assert set(c) == {"ridge", "xgb", "xgb-l1", "huber-linear", "additive"}
     assert c["xgb"](0).model_params == {"n_estimators": 40}
 
 
@@ -168,3 +168,56 @@ def test_sweep_result_frames(tmp_path):
     res.files["trials"] = str(tmp_path / "gone.csv")
     with pytest.raises(FileNotFoundError, match="gone.csv"):
         res.trials_frame()
+
+
+# -- the README's API example -----------------------------------------------------------------
+def _readme_api_block() -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert text.count("\n## API\n") == 1, "README.md needs exactly one '## API' section"
+    section = text.split("\n## API\n", 1)[1].split("\n## ", 1)[0]
+    assert "```python\n" in section, "the README's API section has no python code block"
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_api_example_runs(capsys):
+    """The README's API block runs as written and prints what its comments say."""
+    if not (tables_dir() / "cpu-litert" / "anb_models.csv").is_file():
+        pytest.skip("no shipped cpu-litert/anb tables")
+    code = _readme_api_block()
+    assert 10 <= len([ln for ln in code.splitlines() if ln.strip()]) <= 20
+    exec(compile(code, "README.md:API", "exec"), {"__name__": "readme_api"})
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3, out
+    assert " ms (table): " in out[0] and float(out[0].split(" ms")[0]) > 0  # priced from operators
+    metrics = eval(out[1], {})  # a latency_metrics dict
+    assert metrics["n"] > 0 and 0 < metrics["mape"] < 0.5 and metrics["kendall_tau"] > 0.5
+    assert out[2].startswith("OpSum(") and "missing=0" in out[2] and "measured=0" not in out[2]
+
+
+# -- a predictor's table path, checkout or installed --------------------------------------------
+def test_table_path_resolves_against_the_shipped_tables(tmp_path, monkeypatch):
+    import shutil
+
+    import surrogate.tables as st
+    from search.latency import PredictedLatency, _table_path
+
+    rel = "data/latency_tables/cpu-litert/anb_ops.csv"
+    if not (st.DEFAULT_TABLES_DIR / "cpu-litert" / "anb_ops.csv").is_file():
+        pytest.skip("no shipped cpu-litert/anb operator table")
+    assert _table_path(rel) == str(st.DEFAULT_TABLES_DIR / "cpu-litert" / "anb_ops.csv")
+    desc = PredictedLatency("cpu-litert", "anb").describe()
+    assert desc["table_source"] == str(st.DEFAULT_TABLES_DIR / "cpu-litert" / "anb_ops.csv")
+    # an installed package's tables live elsewhere: the path follows DEFAULT_TABLES_DIR
+    installed = tmp_path / "site" / "surrogate" / "data" / "latency_tables"
+    (installed / "cpu-litert").mkdir(parents=True)
+    shutil.copy(st.DEFAULT_TABLES_DIR / "cpu-litert" / "anb_ops.csv", installed / "cpu-litert")
+    monkeypatch.setattr(st, "DEFAULT_TABLES_DIR", installed)
+    assert _table_path(rel) == str(installed / "cpu-litert" / "anb_ops.csv")
+    assert _table_path("data/latency_tables/cpu-litert/fbnet_ops.csv") is None  # not copied there
+    absolute = tmp_path / "mine_ops.csv"
+    assert _table_path(str(absolute)) is None
+    absolute.write_text("x")
+    assert _table_path(str(absolute)) == str(absolute)
+    assert _table_path(None) is None and _table_path("") is None

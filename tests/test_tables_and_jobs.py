@@ -15,7 +15,7 @@ import pytest
 
 from space import get_space
 from surrogate.lut import export_lut, lut_to_rows, parse_lut
-from surrogate.tables import Table, TableError, op_row_key, validate_table
+from surrogate.tables import Table, TableError, file_sha256, op_row_key, validate_table
 
 REAL_LUT = """\
 Conv-input:224x224x3-output:112x112x32:
@@ -192,7 +192,8 @@ def test_measure_ops_tiny_subset(tmp_path):
     assert os.sched_getaffinity(0) == before  # timing pinned one core; the caller gets all back
     table = tmp_path / "cpu-onnxruntime" / "nasbench-macro_ops.csv"
     info = validate_table(table)
-    assert info["rows"] == 4 and info["problems"] == []
+    assert info["rows"] == 4 and info["coverage"]["covered"] == 4 and info["coverage"]["missing"] > 0
+    assert [p for p in info["problems"] if not p.startswith("covers 4 of the")] == []  # only that
     prov = json.loads((table.parent / "nasbench-macro_ops.provenance.json").read_text())
     assert prov["host"]["cpu_model"] and prov["settings"]["rounds"] == 2
     assert prov["profile"]["name"] == "cpu-onnxruntime" and prov["rows"] == 4
@@ -292,8 +293,20 @@ def test_sigkill_then_resume_has_no_duplicate_or_torn_rows(tmp_path):
     proc.wait()
     partial = Table.models(table).done_keys()
     assert 0 < len(partial) < 12
+    prov_p = table.with_name("nasbench-macro_models.provenance.json")
+    killed = json.loads(prov_p.read_text())  # written at the start and after every chunk
+    assert [x["status"] for x in killed["sessions"]] == ["running"]
+    assert killed["rows"] <= len(partial)
+    if killed["rows"]:  # the kill may fall between a chunk's rows and its checkpoint
+        assert killed["reference_base_ms"] > 0
     done = _mnas(*args, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
+    prov = json.loads(prov_p.read_text())
+    assert [x["status"] for x in prov["sessions"]] == ["killed", "finished"]
+    if killed["rows"]:
+        assert prov["reference_base_ms"] == killed["reference_base_ms"]
+    assert prov["sessions"][0]["started"] == killed["sessions"][0]["started"]
+    assert prov["rows"] == 12 and prov["table_sha256"] == file_sha256(table)
     rows = Table.models(table).read()
     keys = [r["arch"] for r in rows]
     sp = get_space("nasbench-macro")
@@ -335,3 +348,37 @@ def test_profile_reference_baseline_pools_the_profiles_tables(tmp_path):
     assert profile_reference_baseline(tmp_path) == pytest.approx(0.47)
     prov("slow_models", 0.60, 5000)
     assert profile_reference_baseline(tmp_path) == pytest.approx(0.60)
+
+
+def test_validate_rejects_empty_and_header_only_tables(tmp_path):
+    empty = tmp_path / "anb_models.csv"
+    empty.write_text("")
+    with pytest.raises(TableError, match="anb_models.csv: empty file"):
+        validate_table(empty)
+    ops = get_space("nasbench-macro").operator_configs()
+    t = Table.ops(tmp_path / "nasbench-macro_ops.csv")
+    t.append([_row(ops[0])])
+    header = t.path.read_text().splitlines()[0]
+    t.path.write_text(header + "\n")
+    with pytest.raises(TableError, match="nasbench-macro_ops.csv: no rows"):
+        validate_table(t.path)
+    r = _mnas("table", "validate", str(empty))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "anb_models.csv" in r.stderr
+
+
+def test_validate_checks_the_provenance_hash_and_warns_on_partial_coverage(tmp_path):
+    ops = get_space("nasbench-macro").operator_configs()
+    t = Table.ops(tmp_path / "nasbench-macro_ops.csv")
+    t.append([_row(ops[0]), _row(ops[1])])
+    prov = {"profile": {}, "space": "nasbench-macro", "host": {}, "settings": {}, "created": "x",
+            "updated": "x", "rows": 2, "table_sha256": file_sha256(t.path)}
+    (tmp_path / "nasbench-macro_ops.provenance.json").write_text(json.dumps(prov))
+    info = validate_table(t.path)
+    assert info["coverage"] == {"space": "nasbench-macro", "needed": len(ops), "covered": 2,
+                                "missing": len(ops) - 2}
+    assert any(f"covers 2 of the {len(ops)} operators" in p for p in info["problems"])
+    t.append([_row(ops[2])])  # the table changes after its provenance was written
+    with pytest.raises(TableError, match="does not match .* in nasbench-macro_ops.provenance.json"):
+        validate_table(t.path)
+    r = _mnas("table", "validate", str(t.path))
+    assert r.returncode == 2 and "nasbench-macro_ops.csv: sha256" in r.stderr and "Traceback" not in r.stderr

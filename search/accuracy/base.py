@@ -18,13 +18,13 @@ import numpy as np
 
 from space import Arch, format_arch, get_space, resolve_arch
 from space.spaces import SearchSpace
+from surrogate.datasets.base import ENV_BENCHMARKS, benchmark_file
 
 try:  # POSIX advisory locks; elsewhere O_APPEND alone keeps single writes whole
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-ENV_BENCHMARKS = "MNAS_BENCHMARKS_DIR"
 
 ArchLike = Arch | str | Sequence[int] | np.ndarray
 
@@ -110,8 +110,10 @@ def resolve_benchmark_file(path: str | os.PathLike | None, subdir: str, filename
                            what: str) -> Path:
     """The benchmark file ``filename`` from a file path, a folder, or ``$MNAS_BENCHMARKS_DIR``.
 
-    A folder may be the benchmarks root (holding ``subdir/``) or ``subdir`` itself.
-    ``FileNotFoundError`` names what was looked for; ``ValueError`` if no path is known.
+    A folder may be the benchmarks root (holding ``subdir/``) or ``subdir`` itself; the
+    lookup is :func:`surrogate.datasets.base.benchmark_file`. Unlike it, no path and no
+    ``$MNAS_BENCHMARKS_DIR`` is a ``ValueError`` (an objective never guesses
+    ``../shared``), and a path that does not exist is a ``FileNotFoundError`` saying so.
     """
     if path is None or str(path) == "":
         env = os.environ.get(ENV_BENCHMARKS)
@@ -120,14 +122,9 @@ def resolve_benchmark_file(path: str | os.PathLike | None, subdir: str, filename
                              f"e.g. --data DIR, or set ${ENV_BENCHMARKS}")
         path = env
     p = Path(path).expanduser()
-    if p.is_dir():
-        for cand in (p / subdir / filename, p / filename):
-            if cand.is_file():
-                return cand
-        raise FileNotFoundError(f"{what}: no {subdir}/{filename} or {filename} under {p}")
-    if p.is_file():
-        return p
-    raise FileNotFoundError(f"{what}: {p} does not exist")
+    if not p.exists():
+        raise FileNotFoundError(f"{what}: {p} does not exist")
+    return benchmark_file(p, f"{subdir}/{filename}", what)
 
 
 # -- the interface ------------------------------------------------------------------------------

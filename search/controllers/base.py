@@ -130,9 +130,13 @@ class SweepContext:
         the sweep's reward."""
         from optuna.trial import TrialState
 
-        done = [t for t in self._trials((TrialState.COMPLETE,)) if t.number not in skip]
+        from ..ledger import trial_indices
+
+        names = [d.name for d in self.space.decisions]
+        done = [t for t in self._trials((TrialState.COMPLETE,))
+                if t.number not in skip and trial_indices(t, names) is not None]
         done = done[-last:] if last else done
-        idx = [self.space.canonical([t.params[d.name] for d in self.space.decisions]) for t in done]
+        idx = [self.space.canonical(trial_indices(t, names)) for t in done]
         acc = np.array([t.values[0] for t in done], dtype=float)
         lat = np.array([t.values[1] for t in done], dtype=float)
         rew = np.asarray(self.reward(acc, lat), dtype=float) if done else np.zeros(0)
@@ -140,9 +144,11 @@ class SweepContext:
 
     def proposed(self) -> set[tuple[int, ...]]:
         """Canonical networks of every trial that has its parameters (asked or finished)."""
+        from ..ledger import trial_indices
+
         names = [d.name for d in self.space.decisions]
-        return {self.space.canonical([t.params[n] for n in names])
-                for t in self._trials() if len(t.params) == len(names)}
+        return {self.space.canonical(i) for t in self._trials()
+                if (i := trial_indices(t, names)) is not None}
 
     @property
     def key(self) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from space import format_arch
-from surrogate.tables import write_atomic
+from surrogate.atomic import write_atomic
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1

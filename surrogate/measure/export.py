@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import threading
 import time
@@ -32,6 +33,8 @@ from dataclasses import dataclass, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
 
+from ..atomic import atomic_path
+from .cachelimit import cache_max_bytes, prune
 from .installed import package_version
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,6 +60,8 @@ _KEY_VERSION = "mnas-export-v2"
 FORMATS = ("tflite", "onnx")
 TFLITE_CONVERTERS = ("direct", "litert-torch")
 ONNX_OPSET = 17
+#: conversions between two checks of the cache size cap (surrogate.measure.cachelimit)
+PRUNE_EVERY = 64
 
 
 def default_cache_dir() -> Path:
@@ -280,11 +285,17 @@ def _convert_onnx(module: "torch.nn.Module", shape: tuple[int, ...], opset: int,
 class ExportCache:
     """Content-addressed store of exported models with hit/conversion counters."""
 
-    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None,
+                 max_bytes: float | None = None) -> None:
         self.dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        self.max_bytes = cache_max_bytes() if max_bytes is None else float(max_bytes)
         self.hits = 0
         self.conversions = 0
         self.convert_seconds = 0.0
+
+    def _after_conversion(self) -> None:  # the size cap, checked every PRUNE_EVERY conversions
+        if self.conversions % PRUNE_EVERY == 1 and math.isfinite(self.max_bytes):
+            prune(self.dir, self.max_bytes)
 
     def path_for(self, key: str, fmt: str) -> Path:
         """File path of ``key`` in format ``fmt``."""
@@ -305,6 +316,8 @@ class ExportCache:
         dst = self.path_for(key, fmt)
         if dst.is_file() and dst.stat().st_size > 0:
             self.hits += 1
+            with contextlib.suppress(OSError):  # used now (access time): last to be evicted
+                os.utime(dst, ns=(time.time_ns(), dst.stat().st_mtime_ns))
             return ExportResult(dst, key, fmt, True, 0.0)
         return None
 
@@ -324,8 +337,6 @@ class ExportCache:
         converter: str = "direct",
     ) -> ExportResult:
         """Path of the exported model, converting only on a cache miss."""
-        from ..tables import atomic_path  # not at import: surrogate.tables imports this package
-
         shape = normalize_shape(input_shape)
         key = self.key(module, shape, fmt, nhwc=nhwc, opset=opset, converter=converter)
         hit = self._cached(key, fmt)
@@ -343,6 +354,7 @@ class ExportCache:
         seconds = time.perf_counter() - t0
         self.conversions += 1
         self.convert_seconds += seconds
+        self._after_conversion()
         return ExportResult(dst, key, fmt, False, seconds)
 
 

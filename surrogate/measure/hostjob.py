@@ -147,7 +147,7 @@ def measure_host(profile="cpu-litert", space: str = "anb", *, networks: int = 40
     save_predictor(est, pdir, profile=prof.name, extra={"host": ident, "fit": fit})
     res = HostResult(prof.name, space, ident["host_id"], str(tables), str(pdir), s_ops.total, len(y),
                      round(t1 - t0, 1), round(t2 - t1, 1), fit)
-    from ..tables import write_json_atomic
+    from ..atomic import write_json_atomic
 
     write_json_atomic(base / f"summary_{prof.name}_{space}.json", res.as_dict())
     return res

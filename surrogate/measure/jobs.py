@@ -132,7 +132,9 @@ def _provenance(table: Table, profile: DeviceProfile, space: str, kind: str,
     p = provenance_path(table.path)
     prev = json.loads(p.read_text()) if p.is_file() else {}
     host = profile.host_info()
-    sessions = prev.get("sessions", [])
+    # a session still "running" in the file was killed (SIGKILL, power): keep it, say so
+    sessions = [{**x, "status": "killed"} if isinstance(x, dict) and x.get("status") == "running" else x
+                for x in prev.get("sessions", [])]
     return {**prev, "kind": kind, "profile": profile.as_dict(), "space": space, "host": host,
             "settings": settings.as_dict(), "runner": runner_info, "clock": settings.clock,
             "estimator": settings.estimator, "clock_divergence_threshold": CLOCK_DIVERGENCE,
@@ -140,9 +142,14 @@ def _provenance(table: Table, profile: DeviceProfile, space: str, kind: str,
             "sessions": sessions, **extra}
 
 
-def _finish_provenance(table: Table, prov: dict, session: dict) -> None:
-    rows = table.read()
-    prov["sessions"] = prov.get("sessions", []) + [session]
+def _finish_provenance(table: Table, prov: dict, session: dict, *, running: bool = False) -> None:
+    """Write the provenance with ``session`` last; ``running``: a checkpoint of a live session
+    (written at its start and after every chunk, so a killed session is still on record)."""
+    rows = table.read() if table.path.exists() else []
+    if running:
+        prov = {**prov, "sessions": prov.get("sessions", []) + [{**session, "status": "running"}]}
+    else:
+        prov["sessions"] = prov.get("sessions", []) + [session]
     prov["updated"] = now_iso()
     prov["rows"] = len(rows)
     prov["table_sha256"] = file_sha256(table.path) if table.path.exists() else None
@@ -216,6 +223,14 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                                                                      settings.estimator))
                        if settings.paired else None)
     session["drift_baseline_ms"] = baseline
+
+    def checkpoint() -> None:
+        if settings.paired and guard.base_ms is not None:
+            prov["reference_base_ms"] = guard.base_ms
+        _finish_provenance(table, prov, {**session, "measured": measured}, running=True)
+
+    checkpoint()
+    outcome = "failed"  # an exception other than Ctrl-C leaves this
     try:
         if pre is not None and not free and runner.pinned_core is not None:
             # one core: the converter would share the timing core, so convert everything first
@@ -253,12 +268,14 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                              "remeasured": r.remeasured, "ref_ms": ref_ms, "measured_at": stamp})
             table.append(rows)
             measured += len(rows)
+            checkpoint()
             if bar is not None:
                 bar.update(len(rows))
             if on_chunk is not None:
                 on_chunk(measured)
+        outcome = "finished"
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted, outcome = True, "interrupted"
     finally:
         _close(pre, bar)
         runner.unpin()  # the caller gets its cores back
@@ -266,13 +283,13 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
         wall = time.perf_counter() - t0
         session.update({"finished": now_iso(), "measured": measured, "wall_s": round(wall, 1),
                         "convert_s": round(convert_s, 1), "interrupted": interrupted,
+                        "status": outcome,
                         "per_minute": round(measured / wall * 60, 2) if wall > 0 else None,
                         "drift_guard": guard.as_dict()})
         if settings.paired and guard.base_ms is not None:
             prov["reference_base_ms"] = guard.base_ms
             session["reference_base_ms"] = guard.base_ms
-        if table.path.exists():
-            _finish_provenance(table, prov, session)
+        _finish_provenance(table, prov, session)
     return JobSummary(str(table.path), measured, total - len(todo) - not_converted, total, wall,
                       convert_s, measured / wall * 60 if wall > 0 else 0.0, interrupted,
                       not_converted=not_converted, rows=_rows_of(table, items))

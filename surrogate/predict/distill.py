@@ -160,7 +160,7 @@ def distill_accuracy(accuracy, *, cache: str | os.PathLike | None = None, seed: 
     model, info = distill(_teacher(accuracy), space, n=n, heldout=heldout, seed=seed, epochs=epochs)
     info = {"teacher": f"{accuracy.name} ({key['fingerprint']})", **info}
     if path is not None:
-        from ..tables import atomic_path
+        from ..atomic import atomic_path
 
         with atomic_path(path) as tmp:
             torch.save({"key": key, "info": info, "model": model.state_dict()}, tmp)

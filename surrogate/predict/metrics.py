@@ -50,7 +50,7 @@ def plot_predicted_vs_measured(y_true, preds: Mapping[str, np.ndarray], path: st
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    from ..tables import atomic_path
+    from ..atomic import atomic_path
 
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp)

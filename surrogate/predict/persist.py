@@ -10,6 +10,12 @@ A saved predictor is a folder:
   nothing (linear models keep their coefficients in ``meta.json`` and load as the
   fitted scikit-learn pipeline, scaler and linear model, they were saved from).
 
+:class:`~surrogate.predict.baselines.Additive` keeps its per-(position, choice) costs
+in ``meta.json``. A :class:`~surrogate.predict.multisource.MultiSourceTransfer` keeps
+its weights, residual and feature scaling there, and names its sources (``sources``:
+``{name: {"profile", "space"}}`` for a shipped predictor, or ``{"path"}`` for a saved
+folder). They are loaded again with it.
+
 Loading checks the space and profile a caller expects and refuses a mismatch.
 """
 from __future__ import annotations
@@ -20,14 +26,23 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
+from ..tables import write_atomic, write_json_atomic
+from .baselines import Additive
 from .estimators import FlopsLinear, LatencyModel, ResidualLatency, TableSum, make_regressor
+from .multisource import MultiSourceTransfer
 from .optable import OpTable
 
 FORMAT = 1
-_CLASSES = {c.__name__: c for c in (FlopsLinear, TableSum, LatencyModel, ResidualLatency)}
+#: the shipped predictors (``workflow.PREDICTORS_DIR``), sources saved by name
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "predictors"
+_CLASSES = {c.__name__: c for c in (FlopsLinear, TableSum, LatencyModel, ResidualLatency,
+                                    Additive, MultiSourceTransfer)}
+_MULTI_ARRAYS = ("weights_", "residual_coef_", "feature_mean_", "feature_scale_")
+_MULTI_SCALARS = ("mode_", "choice_", "beta_", "alpha_", "loo_error_", "intercept_", "y_min_", "k_")
 
 
 def _versions() -> dict:
@@ -79,17 +94,45 @@ def _portable(source: str | None) -> str | None:
     return source
 
 
+def source_ref(name: str, src) -> dict:
+    """How a saved MultiSourceTransfer finds source ``name`` again: the ``profile`` and
+    ``space`` of a shipped predictor, else the folder it was loaded from (``path_``)."""
+    meta, where = getattr(src, "meta_", None), getattr(src, "path_", None)
+    if not meta or not where:
+        raise ValueError(f"source {name!r} is not a loaded predictor; give its reference "
+                         f"(sources={{name: {{'profile': ..., 'space': ...}} or {{'path': ...}}}})")
+    if Path(where).resolve().is_relative_to(SHIPPED_DIR):
+        return {"profile": meta.get("profile"), "space": meta.get("space")}
+    return {"path": str(Path(where).resolve()), "space": meta.get("space")}
+
+
+def _multi_state(est, sources: Mapping[str, dict] | None) -> dict:
+    refs = {n: (dict(sources[n]) if sources and n in sources else source_ref(n, s))
+            for n, s in (est.sources or {}).items()}
+    out: dict[str, Any] = {"sources": refs, "source_names": list(est.source_names_)}
+    out.update({k: np.asarray(getattr(est, k), dtype=np.float64).tolist() for k in _MULTI_ARRAYS})
+    for k in _MULTI_SCALARS:
+        v = getattr(est, k)
+        out[k] = v if isinstance(v, str) else (None if not np.isfinite(v) else float(v))
+    return out
+
+
 def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
-                   extra: dict | None = None) -> Path:
-    """Write ``est`` (fitted) to folder ``path`` atomically; returns the path."""
+                   extra: dict | None = None, sources: Mapping[str, dict] | None = None) -> Path:
+    """Write ``est`` (fitted) to folder ``path`` atomically; returns the path.
+
+    ``sources``: for a :class:`MultiSourceTransfer`, name -> reference of each source
+    (see the module docstring); default: read from the loaded sources' ``meta_``.
+    """
     name = type(est).__name__
     if name not in _CLASSES:
         raise ValueError(f"cannot save a {name}; savable: {', '.join(_CLASSES)}")
-    if not hasattr(est, "features_"):
+    fitted_attr = {"Additive": "coef_", "MultiSourceTransfer": "weights_"}.get(name, "features_")
+    if not hasattr(est, fitted_attr):
         raise ValueError(f"the {name} is not fitted")
     path = Path(path)
-    params = {k: v for k, v in est.get_params(deep=False).items() if k != "table"}
-    table = est.features_.table_
+    params = {k: v for k, v in est.get_params(deep=False).items() if k not in ("table", "sources")}
+    table = est.features_.table_ if hasattr(est, "features_") else None
     meta = {"format": FORMAT, "class": name, "params": params, "space": est.space,
             "profile": profile or (table.profile if table is not None else None),
             "table": None if table is None else {"sha256": table.sha256,
@@ -98,12 +141,19 @@ def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
             "versions": _versions(),
             "saved": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
             **(extra or {})}
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent if path.parent.exists() else None))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent if path.parent.exists() else None))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a saved predictor is an ordinary folder
     try:
         if table is not None:
-            (tmp / "ops.json").write_text(json.dumps(table.entries, sort_keys=True))
+            write_atomic(tmp / "ops.json", json.dumps(table.entries, sort_keys=True))
         fitted: dict = {}
-        if isinstance(est, (FlopsLinear, TableSum)):
+        if isinstance(est, Additive):
+            fitted = {"coef": est.coef_.tolist(), "intercept": float(est.intercept_)}
+        elif isinstance(est, MultiSourceTransfer):
+            fitted = _multi_state(est, sources)
+        elif isinstance(est, (FlopsLinear, TableSum)):
             fitted = {"coef": float(est.coef_), "intercept": float(est.intercept_),
                       "floor_ratio": float(est.floor_ratio_)}
         else:
@@ -123,11 +173,16 @@ def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
                 raise ValueError(f"model {est.model!r} has no stable file format; save xgb, xgb-l1, "
                                  f"mlp, ridge or huber models")
         meta["fitted"] = fitted
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-        if path.exists():
-            shutil.rmtree(path)
+        write_json_atomic(tmp / "meta.json", meta)
+        # a folder swap (the file-level atomic writer cannot rename onto a non-empty folder):
+        # the old folder is moved aside first, so a crash leaves the old or the new one
         path.parent.mkdir(parents=True, exist_ok=True)
+        old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
+        if old is not None:
+            os.replace(path, old)
         os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -141,10 +196,28 @@ def load_predictor(path: str | os.PathLike, *, space: str | None = None,
     mp = path / "meta.json"
     if not mp.is_file():
         raise FileNotFoundError(f"no saved predictor at {path} (missing meta.json)")
+    meta = _read_json(mp)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{mp}: not a predictor saved by this library (not a JSON object)")
     try:
-        meta = json.loads(mp.read_text())
+        return _load(path, mp, meta, space, profile)
+    except KeyError as exc:
+        raise ValueError(f"{mp}: lacks the field {exc} (a damaged or foreign predictor)") from None
+
+
+def _read_json(p: Path):
+    """JSON of a predictor file; errors name the file (and line)."""
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: missing (the predictor folder is incomplete)") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{mp}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        raise ValueError(f"{p}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not a text file") from None
+
+
+def _load(path: Path, mp: Path, meta: dict, space: str | None, profile: str | None):
     if meta.get("format") != FORMAT or meta.get("class") not in _CLASSES:
         raise ValueError(f"{mp}: not a predictor saved by this library (format/class)")
     if space is not None and meta["space"] != space:
@@ -154,15 +227,30 @@ def load_predictor(path: str | os.PathLike, *, space: str | None = None,
                          f"not {profile!r}")
     table = None
     if meta.get("table"):
-        entries = json.loads((path / "ops.json").read_text())
+        entries = _read_json(path / "ops.json")
+        if not isinstance(entries, dict) or not all(isinstance(v, (int, float)) for v in entries.values()):
+            raise ValueError(f"{path / 'ops.json'}: expected an object of operator key -> ms")
         table = OpTable(entries, profile=meta.get("profile"), space=meta["space"],
                         sha256=meta["table"]["sha256"], source=meta["table"]["source"])
     cls = _CLASSES[meta["class"]]
     params = dict(meta["params"])
     if "table" in cls().get_params():
         params["table"] = table
-    est = cls(**params)
     fitted = meta["fitted"]
+    if cls is Additive:
+        est = cls(**params)
+        from space.spaces import get_space
+
+        est.space_ = get_space(est.space)
+        est.coef_ = np.asarray(fitted["coef"], dtype=np.float64)
+        est.intercept_ = float(fitted["intercept"])
+        est.meta_, est.path_ = meta, str(path)
+        return est
+    if cls is MultiSourceTransfer:
+        est = _load_multi(cls, params, fitted, meta)
+        est.path_ = str(path)
+        return est
+    est = cls(**params)
     if isinstance(est, (FlopsLinear, TableSum)):
         est.features_ = est._featuriser(("counts",) if isinstance(est, FlopsLinear) else ("table",))
         est.coef_, est.intercept_ = fitted["coef"], fitted["intercept"]
@@ -171,7 +259,14 @@ def load_predictor(path: str | os.PathLike, *, space: str | None = None,
         est.features_ = est._featuriser(est._parts())
         reg = make_regressor(est.model, est.random_state, **(est.model_params or {}))
         if est.model in ("xgb", "xgb-l1"):
-            reg.load_model(str(path / fitted["file"]))
+            model_file = path / fitted["file"]
+            if not model_file.is_file():
+                raise FileNotFoundError(f"{model_file}: missing (the predictor folder is incomplete)")
+            try:
+                reg.load_model(str(model_file))
+            except Exception as exc:  # xgboost raises its own XGBoostError, with a long trace
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(f"{model_file}: not a readable XGBoost model ({first[:160]})") from None
         elif est.model == "mlp":
             import torch
 
@@ -179,6 +274,34 @@ def load_predictor(path: str | os.PathLike, *, space: str | None = None,
         else:  # "linear" (older files: "ridge")
             _restore_linear(reg, fitted.get("linear") or fitted["ridge"])
         est.regressor_ = reg
+    est.n_features_in_ = est.features_.space_.n_decisions
+    est.meta_, est.path_ = meta, str(path)
+    return est
+
+
+def load_source(ref: Mapping[str, Any]):
+    """A source predictor from its reference: ``{"path"}`` or ``{"profile", "space"}``."""
+    if ref.get("path"):
+        return load_predictor(ref["path"], space=ref.get("space"))
+    where = SHIPPED_DIR / str(ref["profile"]) / str(ref["space"])
+    if not (where / "meta.json").is_file():
+        raise ValueError(f"source {ref['profile']}/{ref['space']}: no shipped predictor at {where}")
+    return load_predictor(where, space=ref["space"], profile=ref["profile"])
+
+
+def _load_multi(cls, params: dict, fitted: dict, meta: dict):
+    from .multisource import space_features
+
+    srcs = {n: load_source(r) for n, r in fitted["sources"].items()}
+    est = cls(**params, sources={n: srcs[n] for n in fitted["source_names"]})
+    est.features_ = space_features(est.space, tuple(est.parts))[0]
+    est.source_names_ = list(fitted["source_names"])
+    for k in _MULTI_ARRAYS:
+        setattr(est, k, np.asarray(fitted[k], dtype=np.float64))
+    for k in _MULTI_SCALARS:
+        v = fitted[k]
+        setattr(est, k, v if isinstance(v, str) else (float("inf") if v is None else v))
+    est.k_ = int(est.k_)
     est.n_features_in_ = est.features_.space_.n_decisions
     est.meta_ = meta
     return est

@@ -43,10 +43,14 @@ def huber_linear(space: str, parts: Sequence[str] = EC, epsilon: float = 1.1):
 
 def candidates(space: str, *, quick: bool = False, with_mlp: bool = True,
                parts: Sequence[str] = EC) -> dict[str, Factory]:
-    """The usual candidates by name: ``ridge``, ``xgb``, ``xgb-l1``, ``huber-linear``, ``mlp``.
+    """The usual candidates by name: ``ridge``, ``xgb``, ``xgb-l1``, ``huber-linear``,
+    ``additive`` (:class:`~surrogate.predict.baselines.Additive`: per-(position, choice)
+    costs in linear ms, which wins on near-additive devices) and ``mlp``.
 
     ``quick``: tiny tree and epoch counts (smoke tests). ``parts``: feature parts.
     """
+    from .baselines import Additive
+
     parts = tuple(parts)
     xp = {"n_estimators": 40} if quick else {}
     c: dict[str, Factory] = {
@@ -56,6 +60,7 @@ def candidates(space: str, *, quick: bool = False, with_mlp: bool = True,
         "xgb-l1": lambda s: LatencyModel(space, model="xgb", parts=parts,
                                          model_params={**XGB_L1, **xp}, random_state=s),
         "huber-linear": lambda s: huber_linear(space, parts),
+        "additive": lambda s: Additive(space),
     }
     if with_mlp:
         mp = {"epochs": 5} if quick else None

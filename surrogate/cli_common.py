@@ -1,0 +1,66 @@
+"""What the CLI modules of :mod:`surrogate` share: profile names and files of architectures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["add_profile_arg", "add_space_arg", "archs_from_file", "predict_profile_names", "profile_names"]
+
+
+def profile_names() -> list[str]:
+    """The measuring device profiles (surrogate.measure.profiles)."""
+    from .measure.profiles import PROFILES
+
+    return list(PROFILES)
+
+
+def predict_profile_names() -> list[str]:
+    """Measuring profiles, then the predict-only devices of :mod:`surrogate.predict.zoo`."""
+    from .predict.zoo import published_names
+
+    return profile_names() + [n for n in published_names() if n not in profile_names()]
+
+
+def archs_from_file(archs: str, sp=None) -> list:
+    """(arch, source) pairs from a file of architecture strings or reference names.
+
+    One per line, ``#`` starts a comment; with a space ``sp`` each is canonicalised
+    in it (a non-member is an error naming file and line).
+    """
+    from space.blockstring import parse_arch
+    from space.reference import REFERENCE
+
+    path = Path(archs)
+    if not path.is_file():
+        raise FileNotFoundError(f"--archs file {path} does not exist")
+    out = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            a = REFERENCE[line] if line in REFERENCE else parse_arch(line)
+            if sp is not None:
+                a = sp.to_arch(sp.from_arch(a))
+        except ValueError as exc:
+            raise ValueError(f"{path}:{lineno}: {exc}") from None
+        out.append((a, f"file:{path.name}"))
+    if not out:
+        raise ValueError(f"--archs file {path} holds no architectures")
+    return out
+
+
+def add_profile_arg(p, *, default: str | None = None, required: bool = False,
+                    predict_only: bool = False, help: str = "device profile") -> None:
+    """``--profile``: the measuring profiles, or with ``predict_only`` also the published devices."""
+    names = predict_profile_names() if predict_only else profile_names()
+    kw = {"required": True} if required else {"default": default}
+    p.add_argument("--profile", choices=names, help=help, **kw)
+
+
+def add_space_arg(p, *, default: str | None = None, required: bool = False,
+                  help: str = "search space") -> None:
+    """``--space``: one of the registered search spaces."""
+    from space.spaces import space_names
+
+    kw = {"required": True} if required else {"default": default}
+    p.add_argument("--space", choices=space_names(), help=help, **kw)
