@@ -6,13 +6,6 @@ import sys
 from space.cli import OneLineParser, UsageError, nonneg_int, positive_int
 
 
-def _profile_names() -> list[str]:
-    """Measuring profiles, then the predict-only devices (surrogate.predict.zoo)."""
-    from surrogate.cli_common import predict_profile_names
-
-    return predict_profile_names()
-
-
 def _published(profile: str, space: str, latency: str):
     """The predict-only device ``profile`` (None: a measuring profile); refuses a mismatch."""
     from surrogate.predict.zoo import PUBLISHED
@@ -57,13 +50,14 @@ def build_parser() -> OneLineParser:
 
 
 def _add_sweep_args(p, controller: bool) -> None:
-    from space.spaces import space_names
+    from surrogate.cli_common import add_profile_arg, add_space_arg
 
     from .sweep import SAMPLERS
 
-    p.add_argument("--space", default="anb", choices=space_names(), help="search space")
-    p.add_argument("--profile", default="cpu-litert", choices=_profile_names(),
-                   help="device profile whose latency is predicted or looked up")
+    add_space_arg(p, default="anb")
+    add_profile_arg(p, default="cpu-litert", predict_only=True,
+                    help="device profile whose latency is predicted or looked up, or a predict-only "
+                         "device (mnas devices)")
     p.add_argument("--accuracy", default="anb", help="accuracy objective: anb, macro, proxy-train")
     if controller:
         from .controllers import controller_names

@@ -9,7 +9,7 @@ from space.cli import OneLineParser, UsageError, nonneg_int, positive_int, print
 
 from . import cli_predict
 from .cli_common import archs_from_file as _archs_from_file
-from .cli_common import profile_names as _profile_names
+from .cli_common import add_profile_arg, add_space_arg
 
 
 def _cmd_devices(args) -> int:
@@ -260,7 +260,7 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
 
     from .measure.timing import DEFAULT_ESTIMATOR, ESTIMATORS
 
-    p.add_argument("--profile", required=True, choices=_profile_names(), help="device profile")
+    add_profile_arg(p, required=True)
     p.add_argument("--out", default=None, help="tables root (default: $MNAS_TABLES_DIR or data/latency_tables)")
     p.add_argument("--cache", default=None, help="export cache (default: $MNAS_CACHE_DIR or ~/.cache/mnas-surrogate)")
     p.add_argument("--warmup", type=nonneg_int, default=None,
@@ -296,15 +296,12 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``devices``, ``host``, ``measure`` and ``table``."""
-    from space.spaces import space_names
-
     p = sub.add_parser("devices", help="device profiles and whether each runs here")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_devices)
 
     p = sub.add_parser("host", help="this host's identity and whether each shipped table came from it")
-    p.add_argument("--profile", default=None, choices=_profile_names(),
-                   help="only this profile's tables (default: every profile)")
+    add_profile_arg(p, help="only this profile's tables (default: every profile)")
     p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_host)
@@ -313,7 +310,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     msub = p.add_subparsers(dest="measure_cmd", required=True, parser_class=OneLineParser)
     s = msub.add_parser("ops", help="per-operator latency table of a space (resumable)")
     _common_measure(s)
-    s.add_argument("--space", required=True, choices=space_names(), help="search space")
+    add_space_arg(s, required=True)
     s.add_argument("--limit", type=positive_int, default=None, help="only the first N operators")
     s.add_argument("--archs", metavar="FILE", default=None,
                    help="only the operators these architectures use (one string or name per line)")
@@ -321,8 +318,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_measure_ops)
     s = msub.add_parser("models", help="end-to-end timings of networks (resumable)")
     _common_measure(s)
-    s.add_argument("--space", choices=space_names(), default=None,
-                   help="space the networks belong to (default: none; the table is reference_models.csv)")
+    add_space_arg(s, help="space the networks belong to (default: none; the table is reference_models.csv)")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--random", type=positive_int, metavar="N", help="N random members of --space")
     g.add_argument("--archs", metavar="FILE", help="a file of architecture strings or names, one per line")
@@ -336,9 +332,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "networks and a calibrated predictor, under $MNAS_HOME/hosts/<host_id>")
     from .measure.timing import DEFAULT_ESTIMATOR, ESTIMATORS
 
-    s.add_argument("--space", required=True, choices=space_names(), help="search space")
-    s.add_argument("--profile", default="cpu-litert", choices=_profile_names(),
-                   help="device profile (default cpu-litert)")
+    add_space_arg(s, required=True)
+    add_profile_arg(s, default="cpu-litert", help="device profile (default cpu-litert)")
     s.add_argument("--networks", type=positive_int, default=40,
                    help="random networks to time for the calibration (default 40)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random networks (default 0)")

@@ -8,8 +8,7 @@ from pathlib import Path
 from space.cli import UsageError, add_variant_args, positive_int, print_json
 
 from .cli_common import archs_from_file as _archs_from_file
-from .cli_common import predict_profile_names as _predict_profile_names
-from .cli_common import profile_names as _profile_names
+from .cli_common import add_profile_arg, add_space_arg
 
 
 def _read_timings(path: str, space: str):
@@ -252,16 +251,13 @@ def _cmd_eval(args) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``fit``, ``predict``, ``suggest-timings`` and ``eval``."""
-    from space.spaces import space_names
-
     from .predict.workflow import MODEL_CHOICES
 
     p = sub.add_parser("fit", help="fit a latency predictor on the shipped tables of a profile/space, "
                                    "or for a new device from its timings and source devices")
-    p.add_argument("--profile", default=None, choices=_profile_names(),
-                   help="device profile whose tables to fit on (default: none; needed without "
-                        "--transfer-from)")
-    p.add_argument("--space", required=True, choices=space_names(), help="search space")
+    add_profile_arg(p, help="device profile whose tables to fit on (default: none; needed without "
+                            "--transfer-from)")
+    add_space_arg(p, required=True)
     p.add_argument("--transfer-from", default=None, metavar="A,B,...",
                    help="a new device: source devices (predict-only devices such as pixel3, "
                         "profiles with a shipped predictor, or predictor folders), combined and "
@@ -281,11 +277,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="predict latency of any network: members of the space by "
                                        "the full model, others by operator table + operator model")
-    p.add_argument("--profile", default=None, choices=_predict_profile_names(),
-                   help="device profile or predict-only device (mnas devices); default: none, "
-                        "then --predictor is needed")
-    p.add_argument("--space", required=True, choices=space_names(),
-                   help="the space whose predictor is used")
+    add_profile_arg(p, predict_only=True, help="device profile or predict-only device (mnas devices); "
+                                               "default: none, then --predictor is needed")
+    add_space_arg(p, required=True, help="the space whose predictor is used")
     p.add_argument("--predictor", default=None, help="a saved predictor folder (default: shipped)")
     p.add_argument("arch", nargs="*", help="reference names (mnas arch list), variants of them "
                    "(mnasnet-a1@w0.75,r192) or architecture strings")
@@ -301,7 +295,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("suggest-timings", help="the K networks worth timing on a new device "
                                                "(for mnas fit --transfer-from ... --timings)")
-    p.add_argument("--space", required=True, choices=space_names(), help="search space")
+    add_space_arg(p, required=True)
     p.add_argument("-k", type=positive_int, default=20, help="how many networks (default 20)")
     p.add_argument("--transfer-from", default=None, metavar="A,B,...",
                    help="source devices whose disagreement the picks also spread over (default: none)")
@@ -317,8 +311,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_suggest)
 
     p = sub.add_parser("eval", help="accuracy on held-out end-to-end timings, with baselines")
-    p.add_argument("--profile", required=True, choices=_profile_names(), help="device profile")
-    p.add_argument("--space", required=True, choices=space_names(), help="search space")
+    add_profile_arg(p, required=True)
+    add_space_arg(p, required=True)
     p.add_argument("--predictor", default=None, help="a saved predictor folder (default: shipped)")
     p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
     p.add_argument("--plot", default=None, help="write predicted-vs-measured PNG here")
