@@ -228,7 +228,9 @@ def throughput(urls: dict, n: int, workers=(1, 4)) -> list[dict]:
             r = fleet(make(f"t{w}"), n, methods=("nsga2",) * w)
             rows.append({"storage": kind, "workers": w, "trials": n, "wall_s": round(r["wall_s"], 2),
                          "trials_per_s": round(r["trials_per_s"], 1),
-                         "vs_in_memory": round(r["trials_per_s"] / base, 3), "ok": r["ok"]})
+                         "vs_in_memory": round(r["trials_per_s"] / base, 3), "ok": r["ok"],
+                         "health": r["health"], "agree": r["agree"],
+                         "errors": [x["error"] for x in r["summaries"] if "error" in x]})
     return rows
 
 

@@ -83,9 +83,15 @@ def open_storage(url: str | None):
                 return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
                                                   grace_period=GRACE_S, **kw)
         except Exception as exc:  # sqlalchemy / driver errors: connection refused, bad database ...
-            if attempt == 4 or "already exists" not in str(exc):
+            race = any(m in str(exc) for m in _CREATE_RACES)
+            if attempt == 4 or not race:
                 raise ValueError(f"cannot open storage {url}: {_one_line(exc)}") from None
             time.sleep(0.2 * (attempt + 1))
+
+
+#: what a worker sees when another creates the same fresh database's schema at that moment
+_CREATE_RACES = ("already exists", "UNIQUE constraint failed: alembic_version",
+                 "duplicate key value violates unique constraint", "database is locked")
 
 
 def _need_folder(path: Path, url: str) -> None:
