@@ -172,6 +172,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ship", action="store_true", help="save the chosen model as the shipped default")
     ap.add_argument("--normalised", action="store_true",
                     help="also fit and score on reference-normalised timings (drift taken out)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other spaces' results of the existing JSON (refit some spaces only)")
     ap.add_argument("--render-only", action="store_true",
                     help="re-read the JSON results, add the repeatability figures, rewrite the Markdown")
     args = ap.parse_args(argv)
@@ -192,6 +194,11 @@ def main(argv=None) -> int:
         results.append(run_space(args.profile, s, args.tables, out, args.ship))
         if args.normalised:
             results.append(run_space(args.profile, s, args.tables, out, False, normalise=True))
+    if args.merge and (out / f"{name}.json").is_file():
+        done = {(r["space"], r.get("timings")) for r in results}
+        kept = [r for r in json.loads((out / f"{name}.json").read_text())
+                if (r["space"], r.get("timings")) not in done]
+        results = kept + results
     write_json_atomic(out / f"{name}.json", results)
     md = to_markdown(results)
     (out / f"{name}.md").write_text(md)
