@@ -40,12 +40,16 @@ def predictor_dir() -> str | None:
     """None: the shipped anb predictor loads; else a TableSum on the shipped anb table, saved
     once in a temporary folder (the shipped one does not load in this checkout)."""
     if not _PREDICTOR:
-        from search.latency import PredictedLatency
+        import subprocess
 
-        try:
-            PredictedLatency("cpu-litert", "anb")
+        # tried in a child interpreter: xgboost used in this process before a fork hangs
+        # the forked workers in their own xgboost calls (OpenMP is not fork-safe)
+        probe = subprocess.run([sys.executable, "-c", "from search.latency import PredictedLatency; "
+                                "PredictedLatency('cpu-litert', 'anb')"], cwd=REPO,
+                               capture_output=True, text=True)
+        if probe.returncode == 0:
             _PREDICTOR.append(None)
-        except (ValueError, FileNotFoundError):
+        else:
             from surrogate.predict.estimators import TableSum
             from surrogate.predict.optable import OpTable
             from surrogate.predict.persist import save_predictor
@@ -163,7 +167,11 @@ def fleet(url: str, n: int, methods=METHODS, faults: dict[int, str] | None = Non
         p = Path(path)
         summaries.append(json.loads(p.read_text()) if p.is_file() else
                          {"error": p.with_suffix(".err").read_text() if p.with_suffix(".err").is_file() else "?"})
-    health = study_health(optuna.load_study(study_name=study, storage=open_storage(url)), n)
+    try:
+        health = study_health(optuna.load_study(study_name=study, storage=open_storage(url)), n)
+    except KeyError:
+        raise RuntimeError(f"no worker created study {study!r} on {url} (timed out: {bool(procs)}); "
+                           f"their summaries: {summaries}") from None
     totals = {s.get("trials") for s in summaries}
     hvs = {round(s.get("hypervolume", -1), 9) for s in summaries}
     agree = len(summaries) == len(methods) and len(totals) == 1 and len(hvs) == 1

@@ -61,6 +61,7 @@ def test_three_workers_stop_at_exactly_trials_and_agree(tmp_path):
         "import sys, json; sys.path.insert(0, 'bench'); from sweep_scale import fleet; "
         f"print(json.dumps(fleet('journal:{tmp_path / 'j.log'}', 101, methods=('nsga2', 'tpe', 'random'), batch=8)))")],
         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert p.stdout.strip(), p.stderr[-2000:]
     r = json.loads(p.stdout.strip().splitlines()[-1])
     assert r["health"]["complete"] == 101 and r["health"]["running"] == r["health"]["waiting"] == 0
     assert r["evaluated"] == 101 and r["agree"] and r["ok"], r
@@ -105,6 +106,7 @@ def test_postgres_storage_two_workers_exact(postgres_server, tmp_path):
         "import sys, json; sys.path.insert(0, 'bench'); from sweep_scale import fleet; "
         f"print(json.dumps(fleet('{url}', 60, methods=('nsga2', 'evolution'), faults={{1: 'claimed'}}, batch=4)))")],
         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert p.stdout.strip(), p.stderr[-2000:]
     r = json.loads(p.stdout.strip().splitlines()[-1])
     assert r["ok"] and len(r["kills"]) == 1, r
     assert r["health"]["fail"] >= 1  # the killed worker's claimed batch was failed, then redone
