@@ -153,7 +153,8 @@ def _cmd_measure_ops(args) -> int:
     s = measure_ops(_profile(args), args.space, out_dir=args.out, settings=_settings(args),
                     chunk=args.chunk, limit=args.limit, cache_dir=args.cache,
                     progress=not args.no_progress, convert_only=args.convert_only,
-                    cached_only=args.cached_only, configs=configs)
+                    cached_only=args.cached_only, configs=configs, device=args.device,
+                    claims=args.claims)
     _print_summary(s, args.json)
     return 130 if s.interrupted else 0
 
@@ -198,7 +199,7 @@ def _cmd_measure_models(args) -> int:
     s = measure_models(_profile(args), space, archs, out_dir=args.out, settings=_settings(args),
                        chunk=args.chunk, cache_dir=args.cache, progress=not args.no_progress,
                        table_name=args.table, convert_only=args.convert_only,
-                       cached_only=args.cached_only)
+                       cached_only=args.cached_only, device=args.device, claims=args.claims)
     _print_summary(s, args.json)
     return 130 if s.interrupted else 0
 
@@ -240,6 +241,23 @@ def _cmd_table_validate(args) -> int:
               f"{info['median_ms_min']}..{info['median_ms_max']} ms, sha256 {info['sha256'][:12]}")
         for p in info["problems"]:
             print(f"  warning: {p}")
+    return 0
+
+
+def _cmd_table_merge(args) -> int:
+    from .measure.merge import merge_parts
+
+    res = merge_parts(args.file)
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"{res['table']}: {res['merged']} rows merged from {len(res['parts'])} devices, "
+          f"{res['already']} already there, {res['rows']} in all, {res['duplicates']} duplicates")
+    for name, d in res["parts"].items():
+        scale = f", base x{d['scaled_by']:.4f}" if d["scaled_by"] != 1.0 else ""
+        print(f"  {name}: {d['rows']} rows ({d['merged']} new), {d['sessions']} sessions{scale}")
+    for w in res["warnings"]:
+        print(f"  warning: {w}")
     return 0
 
 
@@ -290,6 +308,14 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
     stage.add_argument("--cached-only", action="store_true",
                        help="time only the rows whose model is already converted (no conversion "
                             "beside the timing; the rest stay for a later run)")
+    p.add_argument("--device", default=None,
+                   help="measure this device's share of a job several devices run at once: core:N "
+                        "(a pinned core standing in for a device), adb:SERIAL (a phone) or a name "
+                        "(one per machine on a shared folder); rows go to <stem>.parts/, join them "
+                        "with `mnas table merge TABLE`")
+    p.add_argument("--claims", default=None, metavar="DIR",
+                   help="with --device: folder of the claim files every device of the job shares "
+                        "(default <stem>.claims beside the table)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(_spaces=space_names())
 
@@ -359,6 +385,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("file", help="a <space>_ops.csv or <space>_models.csv table")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_cmd_table_validate)
+    s = tsub.add_parser("merge", help="join the per-device parts of a table measured with --device")
+    s.add_argument("file", help="the <space>_ops.csv or <space>_models.csv the devices measured")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=_cmd_table_merge)
     s = tsub.add_parser("convert", help="between <space>_ops.csv and the ProxylessNAS/OFA LUT format")
     s.add_argument("src", help="a <space>_ops.csv table or a LUT file (.yaml)")
     s.add_argument("dst", help="the LUT or <space>_ops.csv to write")

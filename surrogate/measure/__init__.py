@@ -44,4 +44,22 @@ __all__ = [
     "MeasureReport",
     "measure",
     "summarize",
+    "ChunkClaims",
+    "ClaimError",
+    "claims_status",
+    "parse_device",
+    "merge_parts",
 ]
+
+# several devices on one job: loaded on first use (they read surrogate.tables, which
+# imports .clocks from this package while it initialises)
+_LAZY = {"ChunkClaims": "claims", "ClaimError": "claims", "claims_status": "claims",
+         "parse_device": "claims", "merge_parts": "merge"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,6 +38,7 @@ from ..tables import (CLOCK_DIVERGENCE, LEGACY_CLOCK, LEGACY_ESTIMATOR, REFERENC
                       clock_diverged, file_sha256, op_row_key, profile_reference_baseline,
                       provenance_path, reference_base, reference_baseline, table_path, tables_dir,
                       write_json_atomic)
+from .claims import SharedJob, chunks_of, share_job
 from .export import ConversionPool, ExportCache, quick_export
 from .pinning import allowed_cpus
 from .profiles import DeviceProfile, get_profile, make_runner
@@ -171,10 +172,12 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                 extra_prov: dict | None = None, convert_all_cores: bool = False,
                 on_chunk: Callable[[int], None] | None = None,
                 convert_only: bool = False, cached_only: bool = False,
-                reference_base_ms: float | None = None) -> JobSummary:
-    """items: (row_key, build_kind, payload, row_identity_columns)."""
+                reference_base_ms: float | None = None,
+                shared: SharedJob | None = None) -> JobSummary:
+    """items: (row_key, build_kind, payload, row_identity_columns); ``shared``: this
+    device's part of a job several devices measure (``table`` is then its part table)."""
     t0 = time.perf_counter()
-    done = table.done_keys()
+    done = shared.held() if shared else table.done_keys()
     todo = [it for it in items if it[0] not in done]
     if todo and not convert_only:  # a complete table is never appended to: no mixing
         table.check_timing(settings.clock, settings.estimator)
@@ -191,7 +194,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                           rows=_rows_of(table, items))
     if convert_only:
         return _convert_only(todo, items, profile, cache, progress, t0, table)
-    runner = make_runner(profile, cache)
+    runner = make_runner(profile, cache, **({"serial": shared.device.serial}
+                                            if shared and shared.device.serial else {}))
     # the converter's cores are decided before this process pins itself to the timing
     # core (a worker spawned after pinning would inherit it and share the timing core)
     free = runner.free_cpus() or None
@@ -205,22 +209,28 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                "estimator": settings.estimator, "clock_divergence_threshold": CLOCK_DIVERGENCE,
                "converter": _converter_name(profile),
                "host": prov["host"].get("host"), "reference_chunks": []}
+    if shared:
+        session.update({"device": shared.device.name, "claims": str(shared.claims.dir)})
     if cached_only:
         session["skipped_not_converted"] = not_converted
     bar = _progress_bar(progress, total, total - len(todo), kind[:-1] if kind.endswith("s") else kind,
                         f"{profile.name} {table.path.name}")
     jobs = [(("op", REFERENCE_OP))] + [(b, p) for _, b, p, _ in todo]
-    pre = _conversion(jobs, profile, cache, free, processes=n_proc)
+    # shared: chunks are claimed as they come, so each is converted when loaded
+    pre = None if shared else _conversion(jobs, profile, cache, free, processes=n_proc)
     runner.ensure_pinned()
     session["converter_cpus"] = free
     session["timing_cpu"] = runner.pinned_core
     measured = 0
     interrupted = False
-    baseline = (profile_reference_baseline(table.path.parent, settings.clock, settings.estimator)
+    folder = shared.folder if shared else table.path.parent
+    baseline = (profile_reference_baseline(folder, settings.clock, settings.estimator)
                 or reference_baseline(table))
     guard = DriftGuard(settings, baseline,
-                       base_ms=(reference_base_ms or reference_base(table, settings.clock,
-                                                                     settings.estimator))
+                       base_ms=(reference_base_ms
+                                or (shared and reference_base(shared.main, settings.clock,
+                                                              settings.estimator))
+                                or reference_base(table, settings.clock, settings.estimator))
                        if settings.paired else None)
     session["drift_baseline_ms"] = baseline
 
@@ -240,8 +250,7 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
             pre.wait(0)
         ref_mod, ref_shape = _module_for("op", REFERENCE_OP)
         ref_fn = runner.timer(runner.load(ref_mod, ref_shape, name="reference"))
-        for c0 in range(0, len(todo), chunk):
-            part = todo[c0: c0 + chunk]
+        for c0, part, claim in chunks_of(todo, items, chunk, shared):
             fns = {}
             for j, (key, b, p, _) in enumerate(part):
                 if pre is not None:
@@ -267,6 +276,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
                              "n_runs": r.n_runs, "n_rounds": r.n_rounds,
                              "remeasured": r.remeasured, "ref_ms": ref_ms, "measured_at": stamp})
             table.append(rows)
+            if claim is not None:
+                claim.finish(len(rows))
             measured += len(rows)
             checkpoint()
             if bar is not None:
@@ -360,7 +371,8 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
                 settings: MeasureSettings | None = None, chunk: int = 48,
                 limit: int | None = None, cache_dir: str | os.PathLike | None = None,
                 progress: bool = True, configs: Sequence[LayerConfig] | None = None,
-                convert_only: bool = False, cached_only: bool = False) -> JobSummary:
+                convert_only: bool = False, cached_only: bool = False,
+                device: str | None = None, claims: str | os.PathLike | None = None) -> JobSummary:
     """Measure every distinct operator configuration of ``space`` (resumable).
 
     ``limit`` measures only the first N configurations (sorted by key);
@@ -368,6 +380,10 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
     ``convert_only`` converts the rows still missing on every core and times nothing;
     ``cached_only`` times only the rows whose model is already converted (the rest
     stay for a later run), so nothing converts beside the timing.
+    ``device`` (``core:N``, ``adb:SERIAL`` or a name) measures this device's share of a
+    job several devices run at once, into its part table (:mod:`.claims`; merge with
+    :func:`.merge.merge_parts`); ``claims`` is the folder of the claim files
+    (default ``<stem>.claims`` beside the table).
     """
     from space.spaces import get_space
 
@@ -384,10 +400,11 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
     table = Table.ops(table_path(prof.name, space, "ops", out_dir))
     items = [(lc.key(), "op", lc, op_row_key(lc)) for lc in ops]
     prof, settings = resolve_clock(prof, settings)
+    table, prof, shared = share_job(table, items, chunk, prof, device, claims)
     return _run_chunks(table=table, items=items, profile=prof, settings=settings,
                        chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
                        progress=progress, kind="ops", space=space, convert_only=convert_only,
-                       cached_only=cached_only)
+                       cached_only=cached_only, shared=shared)
 
 
 def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tuple[Arch, str]], *,
@@ -396,7 +413,8 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
                    cache_dir: str | os.PathLike | None = None, progress: bool = True,
                    table_name: str | None = None, convert_all_cores: bool = False,
                    convert_only: bool = False, cached_only: bool = False,
-                   reference_base_ms: float | None = None) -> JobSummary:
+                   reference_base_ms: float | None = None, device: str | None = None,
+                   claims: str | os.PathLike | None = None) -> JobSummary:
     """Time whole networks end to end into ``<space>_models.csv`` (resumable).
 
     ``archs`` yields ``(arch, source)`` pairs; source says where the row came
@@ -405,6 +423,7 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
     ``cached_only`` times only rows whose model is already converted.
     ``reference_base_ms`` puts a new ``+ref`` table on another table's scale
     (:func:`surrogate.tables.table_timing`), e.g. finalists beside the predictor's tables.
+    ``device``/``claims``: one device's share of a job several run (see :func:`measure_ops`).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     ok, why = prof.available()
@@ -422,9 +441,10 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
     table = Table.models(tables_dir(out_dir) / prof.name / table_name if table_name
                          else table_path(prof.name, space, "models", out_dir))
     prof, settings = resolve_clock(prof, settings)
+    table, prof, shared = share_job(table, items, chunk, prof, device, claims)
     return _run_chunks(table=table, items=items, profile=prof, settings=settings,
                        chunk=chunk, cache_dir=Path(cache_dir) if cache_dir else None,
-                       progress=progress, kind="models", space=space,
+                       progress=progress, kind="models", space=space, shared=shared,
                        convert_all_cores=convert_all_cores and len(items) <= chunk,
                        convert_only=convert_only, cached_only=cached_only,
                        reference_base_ms=reference_base_ms)

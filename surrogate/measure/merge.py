@@ -1,0 +1,140 @@
+"""Join the per-device part tables of a claimed job into the table itself.
+
+The parts (``<stem>.parts/``, :mod:`.claims`) must share one clock and one estimator.
+Reference-paired rows (``+ref``) are ratios to the reference operator times a base;
+a part whose base differs from the table's is put on the table's base exactly (the
+latency is linear in it; the raw ``wall_ms``/``cpu_ms`` stay). Rows already in the
+table are skipped, so merging again after more measuring adds only the new rows.
+The provenance lists every part (rows, sha256, host, base, scale) and every session
+of every device, killed ones included; parts from hosts of different kinds are
+merged but named in ``warnings`` and the provenance's ``mixed_hosts``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_json_atomic
+from ..tables import (REFERENCE_OP, file_sha256, open_table, provenance_path, reference_base,
+                      table_kind)
+from .claims import ClaimError, claims_dir, claims_status, parts_dir
+
+__all__ = ["merge_parts"]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise ClaimError(f"{path}: unreadable provenance ({exc})") from None
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def merge_parts(table_path: str | os.PathLike) -> dict:
+    """Append the rows of every part of ``table_path`` that it lacks; returns a summary
+    (rows merged, already there, duplicates across parts, parts, warnings)."""
+    path = Path(table_path)
+    table_kind(path)  # names the expected file names on a bad one
+    main = open_table(path)
+    pdir = parts_dir(path)
+    parts = sorted(pdir.glob("*.csv")) if pdir.is_dir() else []
+    if not parts:
+        raise ClaimError(f"{path}: no part tables in {pdir} (measure with --device first)")
+    # part <stem>[_-]<device>.csv -> device
+    tables = [(p.stem[len(path.stem) + 1:] or p.stem, open_table(p)) for p in parts]
+    timings = {name: t.timing() for name, t in tables}
+    timings = {k: v for k, v in timings.items() if v is not None}
+    have = main.timing()
+    kinds = set(timings.values()) | ({have} if have else set())
+    if len(kinds) > 1:
+        raise ClaimError(f"{path}: its parts were timed with different clocks/estimators "
+                         f"({', '.join(f'{k}: {v[0]}/{v[1]}' for k, v in sorted(timings.items()))}"
+                         f"{f'; the table: {have[0]}/{have[1]}' if have else ''}); a table never "
+                         f"mixes them")
+    if not kinds:
+        raise ClaimError(f"{path}: its parts in {pdir} hold no rows yet")
+    clock, estimator = kinds.pop()
+    provs = {name: _read_json(provenance_path(t.path)) for name, t in tables}
+    paired = estimator.endswith("+ref")
+    target = None
+    if paired:
+        target = reference_base(main, clock, estimator)
+        if target is None:  # a new folder: the base of the part with the most rows
+            biggest = max(tables, key=lambda nt: len(nt[1].read(repair=True)))[0]
+            target = provs[biggest].get("reference_base_ms")
+    done = main.done_keys()
+    new, dupes, info, hosts = [], 0, {}, {}
+    seen = set(done)
+    for name, t in tables:
+        rows = t.read(repair=True)
+        base = provs[name].get("reference_base_ms")
+        scale = float(target) / float(base) if paired and target and base else 1.0
+        added = 0
+        for r in rows:
+            if r[main.key] in seen:
+                dupes += r[main.key] not in done
+                continue
+            seen.add(r[main.key])
+            new.append({**r, "median_ms": r["median_ms"] * scale})
+            added += 1
+        host = provs[name].get("host", {})
+        hid = host.get("host_id") or host.get("cpu_model") or "?"
+        hosts.setdefault(hid, []).append(name)
+        info[name] = {"path": str(t.path), "rows": len(rows), "merged": added,
+                      "sha256": file_sha256(t.path) if t.path.exists() else None,
+                      "host_id": host.get("host_id"), "cpu_model": host.get("cpu_model"),
+                      "reference_base_ms": base, "scaled_by": scale,
+                      "sessions": len(provs[name].get("sessions", []))}
+    new.sort(key=lambda r: (r.get("measured_at") or "", r[main.key]))
+    main.append(new)
+    warnings = []
+    if len(hosts) > 1:
+        warnings.append(f"parts come from {len(hosts)} host kinds: "
+                        + "; ".join(f"{h}: {', '.join(n)}" for h, n in sorted(hosts.items())))
+    prov_p = provenance_path(path)
+    prov = _read_json(prov_p)
+    if not prov:  # a table made only of parts: the first part's description
+        first = provs[tables[0][0]]
+        prov = {k: v for k, v in first.items() if k not in ("sessions", "rows", "table_sha256",
+                                                            "updated", "reference_ms")}
+        prov["created"] = _now()
+    known = {(s.get("device"), s.get("started")) for s in prov.get("sessions", [])}
+    for name, _ in tables:
+        for s in provs[name].get("sessions", []):
+            s = {**s, "device": s.get("device") or name}
+            if s.get("status") == "running":
+                s["status"] = "killed" if s.get("started") else s["status"]
+            if (s["device"], s.get("started")) not in known:
+                prov.setdefault("sessions", []).append(s)
+                known.add((s["device"], s.get("started")))
+    rows = main.read()
+    refs = [r["ref_ms"] for r in rows if np.isfinite(r.get("ref_ms", np.nan))]
+    prov.update({"parts": info, "merged": _now(), "updated": _now(), "rows": len(rows),
+                 "table_sha256": file_sha256(path), "clock": clock, "estimator": estimator,
+                 "reference_op": REFERENCE_OP.key(),
+                 "mixed_hosts": sorted(hosts) if len(hosts) > 1 else None,
+                 "wall_s_total": round(sum(s.get("wall_s", 0.0) or 0.0 for s in prov["sessions"]), 1)})
+    if paired and target:
+        prov["reference_base_ms"] = float(target)
+    if refs:
+        prov["reference_ms"] = {"clock": clock, "estimator": estimator, "median": float(np.median(refs)),
+                                "min": float(np.min(refs)), "max": float(np.max(refs)),
+                                "drift_max_over_min": float(np.max(refs) / np.min(refs))}
+    cdir = claims_dir(path)
+    status = claims_status(cdir) if (cdir / "plan.json").is_file() else None
+    if status is not None:
+        prov["claims"] = {k: status[k] for k in ("chunks", "done", "items", "chunk", "done_by_device")}
+        if status["done"] < status["chunks"]:
+            warnings.append(f"{status['chunks'] - status['done']} of {status['chunks']} chunks are "
+                            f"not measured yet ({len(status['active'])} being measured now)")
+    write_json_atomic(prov_p, prov)
+    return {"table": str(path), "merged": len(new), "already": len(done), "rows": len(rows),
+            "duplicates": dupes, "parts": info, "warnings": warnings, "claims": status}
