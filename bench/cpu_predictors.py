@@ -22,6 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from space.spaces import get_space  # noqa: E402
+from surrogate.predict.features import as_indices  # noqa: E402
 from surrogate.predict.metrics import latency_metrics, plot_predicted_vs_measured  # noqa: E402
 from surrogate.predict.oplevel import OpLevelModel, row_to_config  # noqa: E402
 from surrogate.predict.optable import OpTable  # noqa: E402
@@ -39,7 +41,7 @@ BASELINES = ("flops-linear", "table-sum", "table-sum-cal")
 def cv_mape(name: str, space: str, table, archs, y, folds: int = 5, seed: int = 0) -> float:
     """5-fold CV MAPE of predictor ``name`` (:func:`surrogate.predict.selection.cv_mape`)."""
     return selection_cv_mape(lambda: make_predictor(name, space, table), archs, y, folds=folds,
-                             seed=seed)
+                             seed=seed, space=space)
 
 
 def op_level_validation(profile: str, space: str, root=None, seed: int = 0) -> dict | None:
@@ -78,6 +80,9 @@ def run_space(profile: str, space: str, root, out: Path, ship: bool, normalise: 
     """
     archs, y = load_timings(profile, space, root, normalise=normalise)
     tr_a, tr_y, te_a, te_y = split(archs, y)
+    # index vectors once: an architecture string costs a search of the space in every fit/predict
+    sp = get_space(space)
+    tr_a, te_a = as_indices(sp, tr_a), as_indices(sp, te_a)
     table = OpTable.shipped(profile, space, root)
     res: dict = {"profile": profile, "space": space, "train_rows": len(tr_a), "test_rows": len(te_a),
                  "timings": "reference-normalised" if normalise else "raw",

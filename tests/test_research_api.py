@@ -78,6 +78,22 @@ def test_select_and_fit_prefers_the_better_candidate():
     assert "candidates" in clone(sel_est).get_params()
 
 
+def test_selection_converts_architectures_once_with_the_same_result():
+    sp = get_space("anb")
+    X = _random_idx("anb", 40, seed=5)
+    archs = [str(sp.to_arch(i)) for i in X]  # strings: converted in every fit/predict unless space=
+    y = 1.0 + 0.05 * X.sum(axis=1)
+
+    def make():
+        return LatencyModel("anb", model="ridge", parts=("encoding", "counts"))
+
+    assert cv_mape(make, archs, y, space="anb") == cv_mape(make, archs, y)
+    cands = {"ridge": lambda s: make(), "flops": lambda s: FlopsLinear("anb")}
+    fast, slow = (select_and_fit(cands, archs, y, seed=1, **kw) for kw in ({"space": "anb"}, {}))
+    assert fast.chosen == slow.chosen and fast.validation == slow.validation
+    np.testing.assert_array_equal(fast.best.predict(archs), slow.best.predict(archs))
+
+
 def test_validation_split_and_candidates():
     tr, va = validation_split(100, val_share=0.2, seed=0)
     assert len(va) == 20 and len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == 100
