@@ -249,11 +249,7 @@ def share_job(table: Table, items: list, chunk: int, profile: DeviceProfile, dev
         if claims is not None:
             raise ValueError("claims needs a device (--device core:N, adb:SERIAL or a name)")
         return table, profile, None
-    dev = parse_device(device)
-    if dev.serial is not None:
-        ok, why = profile.available(dev.serial)
-        if not ok:
-            raise ValueError(f"device {device!r} cannot run profile {profile.name!r}: {why}")
+    dev = parse_device(device)  # availability (with the serial) is checked by the job
     if dev.pin_core is not None:
         if profile.pin_core is None:
             raise ValueError(f"device {device!r}: profile {profile.name!r} does not pin a local "

@@ -38,7 +38,7 @@ from ..tables import (CLOCK_DIVERGENCE, LEGACY_CLOCK, LEGACY_ESTIMATOR, REFERENC
                       clock_diverged, file_sha256, op_row_key, profile_reference_baseline,
                       provenance_path, reference_base, reference_baseline, table_path, tables_dir,
                       write_json_atomic)
-from .claims import SharedJob, chunks_of, share_job
+from .claims import SharedJob, chunks_of, parse_device, share_job
 from .export import ConversionPool, ExportCache, quick_export
 from .pinning import allowed_cpus
 from .profiles import DeviceProfile, get_profile, make_runner
@@ -155,14 +155,30 @@ def _finish_provenance(table: Table, prov: dict, session: dict, *, running: bool
     prov["rows"] = len(rows)
     prov["table_sha256"] = file_sha256(table.path) if table.path.exists() else None
     prov["wall_s_total"] = round(sum(s.get("wall_s", 0.0) for s in prov["sessions"]), 1)
-    refs = [r["ref_ms"] for r in rows if np.isfinite(r.get("ref_ms", np.nan))]
-    if refs:
-        prov["reference_ms"] = {"clock": prov.get("clock", LEGACY_CLOCK),
-                                "estimator": prov.get("estimator", LEGACY_ESTIMATOR),
-                                "median": float(np.median(refs)), "min": float(np.min(refs)),
-                                "max": float(np.max(refs)),
-                                "drift_max_over_min": float(np.max(refs) / np.min(refs))}
+    summary = reference_summary(rows, prov.get("clock", LEGACY_CLOCK),
+                                prov.get("estimator", LEGACY_ESTIMATOR))
+    if summary:
+        prov["reference_ms"] = summary
     write_json_atomic(provenance_path(table.path), prov)
+
+
+def reference_summary(rows: list[dict], clock: str, estimator: str) -> dict | None:
+    """The provenance's ``reference_ms``: the rows' reference timings (None: none)."""
+    refs = [r["ref_ms"] for r in rows if np.isfinite(r.get("ref_ms", np.nan))]
+    if not refs:
+        return None
+    return {"clock": clock, "estimator": estimator, "median": float(np.median(refs)),
+            "min": float(np.min(refs)), "max": float(np.max(refs)),
+            "drift_max_over_min": float(np.max(refs) / np.min(refs))}
+
+
+def _available(prof: DeviceProfile, device: str | None) -> None:
+    """Raise unless ``prof`` runs here (on the phone ``device`` names, for ``adb:SERIAL``)."""
+    serial = parse_device(device).serial if device is not None else None
+    ok, why = prof.available(serial) if serial else prof.available()
+    if not ok:
+        raise ValueError(f"profile {prof.name!r} cannot run here"
+                         f"{f' (device {device!r})' if serial else ''}: {why}")
 
 
 # -- the generic chunked loop ---------------------------------------------------------
@@ -388,9 +404,7 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
     from space.spaces import get_space
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    ok, why = prof.available()
-    if not ok:
-        raise ValueError(f"profile {prof.name!r} cannot run here: {why}")
+    _available(prof, device)
     sp = get_space(space)
     ops = list(configs) if configs is not None else sp.operator_configs()
     if limit is not None:
@@ -426,9 +440,7 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
     ``device``/``claims``: one device's share of a job several run (see :func:`measure_ops`).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    ok, why = prof.available()
-    if not ok:
-        raise ValueError(f"profile {prof.name!r} cannot run here: {why}")
+    _available(prof, device)
     seen, items = set(), []
     for a, source in archs:
         s = format_arch(a)

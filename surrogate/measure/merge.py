@@ -15,12 +15,11 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
 from ..atomic import write_json_atomic
 from ..tables import (REFERENCE_OP, file_sha256, open_table, provenance_path, reference_base,
                       table_kind)
 from .claims import ClaimError, claims_dir, claims_status, parts_dir
+from .jobs import now_iso, reference_summary
 
 __all__ = ["merge_parts"]
 
@@ -30,12 +29,6 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError) as exc:
         raise ClaimError(f"{path}: unreadable provenance ({exc})") from None
-
-
-def _now() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def merge_parts(table_path: str | os.PathLike) -> dict:
@@ -50,8 +43,8 @@ def merge_parts(table_path: str | os.PathLike) -> dict:
         raise ClaimError(f"{path}: no part tables in {pdir} (measure with --device first)")
     # part <stem>[_-]<device>.csv -> device
     tables = [(p.stem[len(path.stem) + 1:] or p.stem, open_table(p)) for p in parts]
-    timings = {name: t.timing() for name, t in tables}
-    timings = {k: v for k, v in timings.items() if v is not None}
+    part_rows = {name: t.read(repair=True) for name, t in tables}
+    timings = {name: (r[0]["clock"], r[0]["estimator"]) for name, r in part_rows.items() if r}
     have = main.timing()
     kinds = set(timings.values()) | ({have} if have else set())
     if len(kinds) > 1:
@@ -68,13 +61,13 @@ def merge_parts(table_path: str | os.PathLike) -> dict:
     if paired:
         target = reference_base(main, clock, estimator)
         if target is None:  # a new folder: the base of the part with the most rows
-            biggest = max(tables, key=lambda nt: len(nt[1].read(repair=True)))[0]
+            biggest = max(part_rows, key=lambda name: len(part_rows[name]))
             target = provs[biggest].get("reference_base_ms")
     done = main.done_keys()
     new, dupes, info, hosts = [], 0, {}, {}
     seen = set(done)
     for name, t in tables:
-        rows = t.read(repair=True)
+        rows = part_rows[name]
         base = provs[name].get("reference_base_ms")
         scale = float(target) / float(base) if paired and target and base else 1.0
         added = 0
@@ -105,29 +98,28 @@ def merge_parts(table_path: str | os.PathLike) -> dict:
         first = provs[tables[0][0]]
         prov = {k: v for k, v in first.items() if k not in ("sessions", "rows", "table_sha256",
                                                             "updated", "reference_ms")}
-        prov["created"] = _now()
+        prov["created"] = now_iso()
     known = {(s.get("device"), s.get("started")) for s in prov.get("sessions", [])}
     for name, _ in tables:
         for s in provs[name].get("sessions", []):
             s = {**s, "device": s.get("device") or name}
-            if s.get("status") == "running":
-                s["status"] = "killed" if s.get("started") else s["status"]
+            if s.get("status") == "running":  # its device died and never came back
+                s["status"] = "killed"
             if (s["device"], s.get("started")) not in known:
                 prov.setdefault("sessions", []).append(s)
                 known.add((s["device"], s.get("started")))
     rows = main.read()
-    refs = [r["ref_ms"] for r in rows if np.isfinite(r.get("ref_ms", np.nan))]
-    prov.update({"parts": info, "merged": _now(), "updated": _now(), "rows": len(rows),
+    stamp = now_iso()
+    prov.update({"parts": info, "merged": stamp, "updated": stamp, "rows": len(rows),
                  "table_sha256": file_sha256(path), "clock": clock, "estimator": estimator,
                  "reference_op": REFERENCE_OP.key(),
                  "mixed_hosts": sorted(hosts) if len(hosts) > 1 else None,
                  "wall_s_total": round(sum(s.get("wall_s", 0.0) or 0.0 for s in prov["sessions"]), 1)})
     if paired and target:
         prov["reference_base_ms"] = float(target)
-    if refs:
-        prov["reference_ms"] = {"clock": clock, "estimator": estimator, "median": float(np.median(refs)),
-                                "min": float(np.min(refs)), "max": float(np.max(refs)),
-                                "drift_max_over_min": float(np.max(refs) / np.min(refs))}
+    summary = reference_summary(rows, clock, estimator)
+    if summary:
+        prov["reference_ms"] = summary
     cdir = claims_dir(path)
     status = claims_status(cdir) if (cdir / "plan.json").is_file() else None
     if status is not None:

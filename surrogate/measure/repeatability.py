@@ -14,7 +14,6 @@ latency is the median of only k rounds, for growing k, and what each k costs.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import os
 import time
@@ -27,6 +26,7 @@ from space.arch import LayerConfig
 
 from ..atomic import write_json_atomic
 from .clocks import CLOCKS, RAW_ESTIMATORS, as_run_times, estimate, split_estimator
+from .jobs import now_iso
 from .timing import MeasureSettings, OtherLoad, measure
 
 __all__ = ["PassRuns", "sample_ops", "time_pass", "item_latency", "compare_passes",
@@ -219,14 +219,10 @@ def rounds_protocol(base: str | os.PathLike, n: int, rounds: int
     return settings, (float(base_ms) if base_ms else None), [r["arch"] for r in rows[:n]]
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
 def _open_pass(path: Path, header: dict[str, Any]) -> dict[str, Any]:
     """The pass file at ``path`` (resuming: its header must match) or a new one."""
     if not path.is_file():
-        return {**header, "networks": {}, "chunks": [], "created": _now()}
+        return {**header, "networks": {}, "chunks": [], "created": now_iso()}
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -308,7 +304,7 @@ def time_rounds(profile: str, archs: Sequence[str], path: str | os.PathLike, *,
 
                 fns[s] = item
             load_s = time.perf_counter() - t_load
-            started = _now()
+            started = now_iso()
             rep = measure(fns, settings, reference=("__reference__", ref_fn),
                           rng=np.random.default_rng(seed * 100003 + done),
                           reference_base_ms=reference_base_ms)
@@ -318,13 +314,13 @@ def time_rounds(profile: str, archs: Sequence[str], path: str | os.PathLike, *,
                                        "raw_ms": raw[s], "seconds_per_round": per_round,
                                        "load_s": load_s / len(part)}
             data["chunks"].append({"first": done, "n": len(part), "started": started,
-                                   "finished": _now(), "wall_s": rep.wall_s, "load_s": load_s,
+                                   "finished": now_iso(), "wall_s": rep.wall_s, "load_s": load_s,
                                    "other_cpu_cores": rep.other_cpu_cores,
                                    "reference_ms_median": float(np.median(rep.reference_ms)),
                                    "drift_ratio": rep.drift_ratio,
                                    "pinned_core": runner.pinned_core})
             done += len(part)
-            data["updated"] = _now()
+            data["updated"] = now_iso()
             write_json_atomic(path, data)
             if progress is not None:
                 progress(done, total)
