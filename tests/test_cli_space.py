@@ -70,9 +70,6 @@ def test_console_script_bad_input_no_traceback():
 
 
 def test_import_space_is_light():
-    code = "import sys, time; t=time.perf_counter(); import space; " \
-           "print(time.perf_counter()-t, 'torch' in sys.modules)"
+    code = "import sys; import space; print('torch' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    secs, torch_loaded = p.stdout.split()
-    assert torch_loaded == "False"
-    assert float(secs) < 1.0
+    assert p.stdout.strip() == "False"  # `import space` must not pull in torch

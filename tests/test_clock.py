@@ -167,7 +167,8 @@ def test_ort_runner_records_both_clocks_and_they_agree_on_a_quiet_core(tmp_path)
     rt = r.time_clocks(h, warmup=5, runs=30)
     assert isinstance(rt, RunTimes) and len(rt) == 30 and rt.has_cpu
     assert np.all(rt.wall_ms > 0) and np.all(rt.cpu_ms > 0)
-    assert 0.8 < np.median(rt.cpu_ms) / np.median(rt.wall_ms) < 1.2
+    # minima: the least interrupted run of each clock, so a shared host does not decide it
+    assert 0.8 < np.min(rt.cpu_ms) / np.min(rt.wall_ms) < 1.2
     assert r.time(h, warmup=1, runs=4).shape == (4,)  # the profile's clock, old return type
     assert isinstance(r.timer(h)(1, 3), RunTimes)
 
@@ -182,15 +183,12 @@ def test_litert_runner_records_both_clocks(tmp_path):  # < 1 s with the in-house
     h = r.load(build_op(SMALL), op_input_shape(SMALL))
     rt = r.time_clocks(h, warmup=5, runs=30)
     assert len(rt) == 30 and rt.has_cpu and np.all(rt.wall_ms > 0)
-    assert 0.8 < np.median(rt.cpu_ms) / np.median(rt.wall_ms) < 1.2
+    # minima: the least interrupted run of each clock, so a shared host does not decide it
+    assert 0.8 < np.min(rt.cpu_ms) / np.min(rt.wall_ms) < 1.2
 
 
-@needs_ort
-def test_busy_loop_on_the_core_inflates_wall_not_cpu(tmp_path):
-    r, build_op, op_input_shape = _ort_runner(tmp_path)
-    h = r.load(build_op(LONG), op_input_shape(LONG))
-    r.ensure_pinned()  # the spinner started below inherits the timing core
-    quiet = r.time_clocks(h, warmup=3, runs=40)
+def _busy_phase(r, h):
+    """Time `h` while a busy-loop process shares the timing core; returns its RunTimes."""
     spin = subprocess.Popen([sys.executable, "-S", "-c", "print('go', flush=True)\nwhile 1: pass"],
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -198,13 +196,40 @@ def test_busy_loop_on_the_core_inflates_wall_not_cpu(tmp_path):
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < 0.3:  # spin too (a sleep would earn scheduler credit)
             pass
-        busy = r.time_clocks(h, warmup=3, runs=40)
+        return r.time_clocks(h, warmup=3, runs=30)
     finally:
         spin.kill()
         spin.wait()
-    wall_ratio = busy.wall_ms.sum() / quiet.wall_ms.sum()  # totals: time slices land between runs too
-    cpu_ratio = busy.cpu_ms.sum() / quiet.cpu_ms.sum()
-    assert cpu_ratio < wall_ratio and cpu_ratio < 1.3, (cpu_ratio, wall_ratio)
+
+
+@needs_ort
+def test_busy_loop_on_the_core_inflates_wall_not_cpu(tmp_path):
+    """A spinner on the timing core inflates wall time; the thread's CPU time moves far less.
+
+    The host itself is shared (CI, other tenants), so each attempt times quiet, busy,
+    quiet and compares the busy phase with the mean of the quiet phases around it: a
+    relative property with margin, not an absolute time. A runner that recorded wall time
+    as CPU time fails every attempt. Attempts in which the scheduler barely let the
+    spinner run show nothing either way; if all three are like that the test skips.
+    """
+    r, build_op, op_input_shape = _ort_runner(tmp_path)
+    h = r.load(build_op(LONG), op_input_shape(LONG))
+    r.ensure_pinned()  # the spinner started below inherits the timing core
+    seen = []
+    for _ in range(3):
+        q0 = r.time_clocks(h, warmup=3, runs=30)
+        b = _busy_phase(r, h)
+        q1 = r.time_clocks(h, warmup=3, runs=30)
+        # wall: totals, since time slices land between runs too; cpu: per-run medians
+        wall = b.wall_ms.sum() / ((q0.wall_ms.sum() + q1.wall_ms.sum()) / 2)
+        cpu = np.median(b.cpu_ms) / ((np.median(q0.cpu_ms) + np.median(q1.cpu_ms)) / 2)
+        seen.append((round(float(wall), 3), round(float(cpu), 3)))
+        if wall > 1.3 and cpu - 1 < 0.5 * (wall - 1):
+            return
+    shared = [(w, c) for w, c in seen if w > 1.3]
+    if not shared:
+        pytest.skip(f"the scheduler did not share the timing core (wall, cpu ratios: {seen})")
+    raise AssertionError(f"CPU time inflated like wall time under a busy loop: {seen}")
 
 
 # ---------------------------------------------------------------------- tables
