@@ -102,7 +102,8 @@ def host_latency(profile: str, space: str, *, source: str = "auto", networks: in
     minute for anb).
     """
     from surrogate.measure.host import host_identity, host_match, predictor_table
-    from surrogate.measure.hostjob import local_predictor, measure_host, reference_ms_here
+    from surrogate.measure.hostjob import (host_timing_mismatch, local_predictor, measure_host,
+                                           reference_ms_here)
     from surrogate.predict.workflow import default_predictor_dir
 
     if source not in LATENCY_SOURCES:
@@ -136,6 +137,10 @@ def host_latency(profile: str, space: str, *, source: str = "auto", networks: in
         note["chosen"] = "shipped"
         return PredictedLatency(profile, space), note
     path = local_predictor(profile, space)
+    stale = host_timing_mismatch(profile, space) if path is None else None
+    if stale:
+        note["stale_host_tables"] = stale
+        log(f"this host's own {space} tables cannot be reused: {stale}; they are set aside")
     if path is None:
         log(f"{note.get('reason', 'asked for this host')}: measuring this host first "
             f"(the {space} operator table and {networks} networks; later runs reuse them; "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ pytest.importorskip("torch")
 pytest.importorskip("ai_edge_litert")
 
 from surrogate.measure import host as host_mod  # noqa: E402
-from surrogate.measure.hostjob import host_home, local_predictor, measure_host, reference_ms_here  # noqa: E402
+from surrogate.measure.hostjob import (host_home, host_timing_mismatch, local_predictor,  # noqa: E402
+                                       measure_host, reference_ms_here)
 from surrogate.measure.timing import MeasureSettings  # noqa: E402
 from surrogate.tables import Table  # noqa: E402
 
@@ -44,6 +46,36 @@ def test_measure_host_tables_predictor_and_resume(tmp_path, monkeypatch):
                          log=lambda *a: None)
     assert again.ops == 17
     assert len(Table.models(home / "latency_tables" / "cpu-litert" / "nasbench-macro_models.csv").read()) == 4
+
+
+def test_host_tables_of_another_estimator_are_set_aside_not_reused(tmp_path, monkeypatch):
+    """A host folder timed before the profile's estimator changed is neither reused nor mixed."""
+    import dataclasses
+
+    monkeypatch.setenv("MNAS_HOME", str(tmp_path))
+    old = measure_host("cpu-litert", "nasbench-macro", networks=4, progress=False, log=lambda *a: None,
+                       settings=dataclasses.replace(FAST, estimator="min"))
+    home = host_home()
+    ops_csv = home / "latency_tables" / "cpu-litert" / "nasbench-macro_ops.csv"
+    assert {r["estimator"] for r in Table.ops(ops_csv).read()} == {"min"}
+    assert local_predictor("cpu-litert", "nasbench-macro") is None  # the profile times min+ref now
+    why = host_timing_mismatch("cpu-litert", "nasbench-macro")
+    assert "'min'" in why and "'min+ref'" in why and "nasbench-macro_ops.csv" in why
+    msgs = []
+    new = measure_host("cpu-litert", "nasbench-macro", networks=4, settings=FAST, progress=False,
+                       log=msgs.append)
+    assert any("set aside" in m for m in msgs)
+    assert {r["estimator"] for r in Table.ops(ops_csv).read()} == {"min+ref"} and new.ops == 17
+    assert local_predictor("cpu-litert", "nasbench-macro") == Path(new.predictor_dir)
+    assert host_timing_mismatch("cpu-litert", "nasbench-macro") is None
+    # nothing lost: the old tables, their provenance and the old predictor sit whole in superseded/
+    (moved,) = (home / "superseded").iterdir()
+    assert moved.name.endswith("_cpu-min")
+    kept = Table.ops(moved / "latency_tables" / "cpu-litert" / "nasbench-macro_ops.csv").read()
+    assert len(kept) == old.ops and {r["estimator"] for r in kept} == {"min"}
+    assert (moved / "latency_tables" / "cpu-litert" / "nasbench-macro_ops.provenance.json").is_file()
+    assert len(Table.models(moved / "latency_tables" / "cpu-litert" / "nasbench-macro_models.csv").read()) == 4
+    assert (moved / "predictors" / "cpu-litert" / "nasbench-macro" / "meta.json").is_file()
 
 
 def test_measure_host_bad_input(tmp_path):

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["HOME_ENV_VAR", "NETWORK_SETTINGS", "HostResult", "host_home", "host_tables_dir",
-           "host_predictor_dir", "measure_host", "local_predictor", "reference_ms_here"]
+           "host_predictor_dir", "measure_host", "local_predictor", "host_timing_mismatch",
+           "reference_ms_here"]
 
 #: the protocol of end-to-end network timings (tables, finalists, this host's calibration):
 #: 3 interleaved rounds of 10 runs after 3 warm-ups (networks run for milliseconds)
@@ -112,6 +113,9 @@ def measure_host(profile="cpu-litert", space: str = "anb", *, networks: int = 40
     ident = host_identity()
     base = Path(home) if home is not None else host_home(ident["host_id"])
     tables = base / "latency_tables"
+    stale = _stale_tables(tables, prof.name, space, _wanted_timing(prof, settings))
+    if stale:
+        _set_aside(base, stale, prof.name, space, log)
     log(f"measuring {space} on this host ({ident['host_id']}) with {prof.name}; tables in {tables}")
     t0 = time.perf_counter()
     s_ops = measure_ops(prof, space, out_dir=tables, settings=settings, progress=progress)
@@ -153,17 +157,100 @@ def measure_host(profile="cpu-litert", space: str = "anb", *, networks: int = 40
     return res
 
 
+def _wanted_timing(profile, settings=None) -> tuple[str, str]:
+    """(clock, estimator) a job of ``profile`` with ``settings`` would time with now."""
+    from .jobs import resolve_clock
+    from .profiles import get_profile
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    _, s = resolve_clock(prof, settings)
+    return s.clock, s.estimator
+
+
+def _stale_tables(tables: Path, profile: str, space: str, want: tuple[str, str]) -> list[tuple[Path, tuple]]:
+    """This host's tables for (profile, space) timed otherwise than ``want``, with their timing."""
+    from ..tables import table_path, table_timing
+
+    out = []
+    for kind in ("ops", "models"):
+        path = table_path(profile, space, kind, tables)
+        t = table_timing(path) if path.is_file() else {}
+        if t and (t["clock"], t["estimator"]) != want:
+            out.append((path, (t["clock"], t["estimator"])))
+    return out
+
+
+def host_timing_mismatch(profile: str, space: str, host_id: str | None = None,
+                         home: str | os.PathLike | None = None) -> str | None:
+    """Why this host's saved tables for (profile, space) cannot serve the profile now, or None.
+
+    A host folder measured before the profile's clock or estimator changed (say ``min``
+    before ``min+ref``) describes this host in other units; it must be re-measured,
+    never reused or appended to.
+    """
+    from .profiles import get_profile
+
+    name = get_profile(profile).name if isinstance(profile, str) else profile.name
+    want = _wanted_timing(profile)
+    base = Path(home) if home is not None else host_home(host_id)
+    stale = _stale_tables(base / "latency_tables", name, space, want)
+    if not stale:
+        return None
+    path, have = stale[0]
+    return (f"{path} was timed with clock {have[0]!r} and estimator {have[1]!r}; "
+            f"{name} now times with clock {want[0]!r} and estimator {want[1]!r}")
+
+
 def local_predictor(profile: str, space: str, host_id: str | None = None) -> Path | None:
-    """This host's own predictor folder for (profile, space), or None when not measured yet."""
+    """This host's own predictor folder for (profile, space); None when not measured yet,
+    or when its tables were timed with another clock or estimator than the profile's now
+    (:func:`host_timing_mismatch`)."""
     p = host_predictor_dir(profile, space, host_id)
-    return p if (p / "meta.json").is_file() else None
+    if not (p / "meta.json").is_file():
+        return None
+    return None if host_timing_mismatch(profile, space, host_id) else p
 
 
-def reference_ms_here(profile="cpu-litert", *, rounds: int = 3, runs: int = 20) -> float:
+def _set_aside(base: Path, stale: list[tuple[Path, tuple]], profile: str, space: str, log) -> Path:
+    """Move stale tables (with provenance, parts, claims) and the predictor fitted on them
+    to ``base/superseded/<stamp>_<clock>-<estimator>/``; returns that folder.
+
+    Renames within the host folder only: nothing is deleted, the old measurements stay
+    readable, and a kill between two renames leaves each file whole in one place.
+    """
+    from ..tables import provenance_path
+
+    clock, est = stale[0][1]
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = base / "superseded" / f"{stamp}_{clock}-{est.replace('+', '_')}"
+    moves: list[tuple[Path, Path]] = []
+    for path, _ in stale:
+        rel = path.relative_to(base)
+        for p in (path, provenance_path(path), path.with_name(path.stem + ".parts"),
+                  path.with_name(path.stem + ".claims")):
+            if p.exists():
+                moves.append((p, dest / rel.parent / p.name))
+    pdir = base / "predictors" / profile / space
+    if pdir.exists():
+        moves.append((pdir, dest / "predictors" / profile / space))
+    summary = base / f"summary_{profile}_{space}.json"
+    if summary.exists():
+        moves.append((summary, dest / summary.name))
+    for src, dst in moves:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+    log(f"this host's {profile} {space} tables were timed with clock {clock!r} and estimator "
+        f"{est!r}: set aside in {dest}, measuring afresh")
+    return dest
+
+
+def reference_ms_here(profile="cpu-litert", *, rounds: int = 5, runs: int = 20) -> float:
     """A quick timing (about a second) of the reference operator on this host, in ms.
 
-    Same clock and estimator as the tables (:data:`~.timing.DEFAULT_ESTIMATOR`), so it
-    compares with a table's reference-operator time: a different or busier host shows.
+    Each round takes the tables' per-item estimator (:data:`~.clocks.DEFAULT_ESTIMATOR`)
+    and the probe returns the fastest round: load on a shared host only ever slows a
+    round, so the fastest one tells the host's kind, where a median of three rounds read
+    a busy host as another kind (+147% with two test processes on two cores).
     """
     from space.build import build_op, op_input_shape
 
@@ -179,4 +266,4 @@ def reference_ms_here(profile="cpu-litert", *, rounds: int = 3, runs: int = 20) 
                      for _ in range(rounds)]
     finally:
         runner.unpin()
-    return float(np.median(per_round))
+    return float(np.min(per_round))
