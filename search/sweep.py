@@ -409,18 +409,27 @@ def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
                              reference_base_ms=timing.get("reference_base_ms") if same_clock else None)
     by_arch = {r["arch"]: r for r in summary.rows}
     timed = [by_arch.get(format_arch(a)) for a in archs]  # the rows of the front, in its order
-    base = reference_baseline_ms(cfg["profile"], cfg["space"])
+    from surrogate.measure.clocks import split_estimator
+    from surrogate.measure.host import table_reference_ms
+
+    # the reference operator when the predictor's own tables were timed (the shipped
+    # tables' when the predictor names none)
+    base = (table_reference_ms(source) if source and Path(source).is_file() else None) \
+        or reference_baseline_ms(cfg["profile"], cfg["space"])
+    # finalists timed reference-paired (+ref) are on the tables' reference scale already
+    paired = bool(settings.estimator) and split_estimator(settings.estimator)[1]
     rows = []
     for p, r in zip(front, timed):
         m = r["median_ms"] if r else None
         err = (p["latency_ms"] / m - 1) if m else None
-        # the reference operator now vs when the shipped tables were timed: a busy or
-        # different machine shows up here, and the normalised figure discounts it
+        # the reference operator now vs when the tables were timed: a busy or different
+        # machine shows up here, and the normalised figure discounts it (paired: already)
         ratio = (r["ref_ms"] / base) if (r and base and np.isfinite(r.get("ref_ms", np.nan))) else None
+        norm = m if paired else ((m / ratio) if (m and ratio) else None)
         rows.append({**p, "measured_ms": m, "error": err,
                      "flag": bool(err is not None and abs(err) > 0.10),
-                     "reference_ratio": ratio,
-                     "measured_normalised_ms": (m / ratio) if (m and ratio) else None})
+                     "reference_ratio": ratio, "reference_paired": paired,
+                     "measured_normalised_ms": norm})
     result.finalists = rows
     refs = [r["ref_ms"] for r in timed if r and np.isfinite(r.get("ref_ms", np.nan))]
     result.host_match = finalists_host_match(result, float(np.median(refs)) if refs else None)

@@ -15,7 +15,7 @@ optuna = pytest.importorskip("optuna")
 from space import get_space  # noqa: E402
 from search.controllers import EvolutionController, PPOController, RandomController  # noqa: E402
 from search.sweep import SweepConfig, open_storage, run_sweep  # noqa: E402
-from surrogate.tables import tables_dir  # noqa: E402
+from surrogate.tables import Table, tables_dir  # noqa: E402
 from surrogate.predict.estimators import TableSum  # noqa: E402
 from surrogate.predict.optable import OpTable  # noqa: E402
 from surrogate.predict.persist import save_predictor  # noqa: E402
@@ -229,9 +229,36 @@ def test_remeasure_finalists_times_the_front_and_checks_the_machine(macro_json, 
         assert r["error"] == pytest.approx(r["latency_ms"] / r["measured_ms"] - 1)
         assert r["flag"] == (abs(r["error"]) > 0.10)
         assert r["reference_ratio"] > 0
-        assert r["measured_normalised_ms"] == pytest.approx(r["measured_ms"] / r["reference_ratio"])
+        want = r["measured_ms"] if r["reference_paired"] else r["measured_ms"] / r["reference_ratio"]
+        assert r["measured_normalised_ms"] == pytest.approx(want)
     assert (tmp_path / "cpu-onnxruntime" / "finalists_models.csv").is_file()
     assert reference_baseline_ms("cpu-onnxruntime", "no-such-space") is None
+
+
+def test_paired_finalists_are_on_the_predictor_tables_scale(macro_json, tmp_path):
+    """Finalists of a reference-paired (min+ref) predictor are timed paired, related to
+    the reference of *that predictor's* tables, and not normalised a second time."""
+    pytest.importorskip("ai_edge_litert")
+    from search.accuracy import get_accuracy
+    from search.latency import PredictedLatency
+    from search.sweep import remeasure_finalists
+    from surrogate.measure.host import table_reference_ms
+    from surrogate.tables import table_timing
+
+    lat = PredictedLatency("cpu-litert", "nasbench-macro")
+    source = lat.describe()["table_source"]
+    if not source or "+ref" not in (table_timing(source).get("estimator") or ""):
+        pytest.skip("the shipped cpu-litert macro predictor is not reference-paired")
+    acc = get_accuracy("macro", data=str(macro_json.parents[1]))
+    cfg = SweepConfig(space="nasbench-macro", profile="cpu-litert", accuracy="macro", trials=16,
+                      batch=8, out_dir=str(tmp_path), seed_reference=False)
+    res = run_sweep(cfg, acc, lat, progress=False)
+    rows = remeasure_finalists(res, 1, progress=False, cache_dir=str(tmp_path / "cache"))
+    (r,) = rows
+    timed = Table.models(tmp_path / "cpu-litert" / "finalists_models.csv").read()
+    assert {t["estimator"] for t in timed} == {table_timing(source)["estimator"]}
+    assert r["reference_paired"] is True and r["measured_normalised_ms"] == r["measured_ms"]
+    assert r["reference_ratio"] == pytest.approx(timed[0]["ref_ms"] / table_reference_ms(source))
 
 
 # -- Optuna 5 idioms: metric names, the hard budget as a constraint, trial metadata ------
