@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from surrogate.measure.repeatability import (ROUNDS_PASS_FORMAT, curve_conclusion, pass_rounds,
-                                             rounds_curve, rounds_protocol, time_rounds)
+                                             pooled_labels, rounds_curve, rounds_protocol, time_rounds)
 from surrogate.tables import table_path
 
 needs_litert = pytest.mark.skipif(
@@ -124,3 +124,63 @@ def test_time_rounds_real_litert_resumes(tmp_path):
     with pytest.raises(ValueError, match=r"arch #0 \('nope'\) does not parse"):
         time_rounds("cpu-litert", ["nope"], tmp_path / "x.json", settings=settings,
                     reference_base_ms=base_ms)
+
+
+def _pass(label, nets, settings=None, base=0.5):
+    return {"format": ROUNDS_PASS_FORMAT, "label": label, "settings": settings or {"rounds": 3},
+            "reference_base_ms": base,
+            "networks": {a: {"rounds_ms": r, "raw_ms": r} for a, r in nets.items()}}
+
+
+def test_pooled_labels_pool_every_round_of_networks_in_all_passes():
+    a = _pass("a", {"x": [1.0, 2.0, 9.0], "y": [4.0, 4.0, 4.0], "only_a": [1.0, 1.0, 1.0]})
+    b = _pass("b", {"x": [3.0, 3.0, 3.0], "y": [5.0, 6.0, 7.0]})
+    labels = pooled_labels([a, b])
+    assert labels == {"x": 3.0, "y": 4.5}  # medians of 6 values; only_a is in one pass only
+    assert pooled_labels([a])["only_a"] == 1.0
+    with pytest.raises(ValueError, match="'a' and 'b' were timed with different settings"):
+        pooled_labels([a, _pass("b", {"x": [1.0]}, base=0.6)])
+    with pytest.raises(ValueError, match="at least one"):
+        pooled_labels([])
+    with pytest.raises(ValueError, match="not a rounds pass"):
+        pooled_labels([{**a, "format": "other"}])
+
+
+def test_fit_on_tables_keeps_excluded_networks_out():
+    from surrogate.predict.workflow import fit_on_tables, load_timings, split
+
+    archs, y = load_timings("cpu-litert", "anb")
+    train = split(archs, y)[0]
+    est, info = fit_on_tables("cpu-litert", "anb", "table-sum-cal", exclude=train[:5])
+    assert info["train_rows"] == len(train) - 5 and info["excluded"] == 5
+    full, _ = fit_on_tables("cpu-litert", "anb", "table-sum-cal")
+    assert est.coef_ != full.coef_  # fitted on other rows
+
+
+def test_label_noise_bench_reports_and_refuses_missing_passes(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "label_noise.py"
+    p = subprocess.run([sys.executable, str(script), "--space", "anb", "--passes", str(tmp_path),
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "pass-a.json is missing" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_label_noise_bench_on_the_committed_anb_passes(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "label_noise.py"
+    p = subprocess.run([sys.executable, str(script), "--space", "anb", "--out", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    r = json.loads((tmp_path / "label_noise_cpu-litert_anb.json").read_text())["results"]
+    assert r["n"] == 48 and set(r["scores"]) == {r["model"], "table-sum-cal"}
+    for s in r["scores"].values():
+        assert s["train_rows"] > 500 and 0 < s["vs_pooled_labels"]["mape"] < 0.2
+    assert set(r["targets_met"]) == {"within_10pct", "within_5pct", "mape_ratio"}

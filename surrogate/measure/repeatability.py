@@ -32,7 +32,7 @@ from .timing import MeasureSettings, OtherLoad, measure
 __all__ = ["PassRuns", "sample_ops", "time_pass", "item_latency", "compare_passes",
            "cpu_wall_ratio", "latencies", "repeatability_table", "pick_estimator", "PICK_RULE",
            "TIE_TOLERANCE", "CURVE_KS", "ROUNDS_PASS_FORMAT", "rounds_protocol", "time_rounds",
-           "pass_rounds", "rounds_curve", "curve_conclusion"]
+           "pass_rounds", "pooled_labels", "rounds_curve", "curve_conclusion"]
 
 #: ``{item: {"wall_ms": [[run, ...] per round], "cpu_ms": [...]}}``
 PassRuns = dict[str, dict[str, list[list[float]]]]
@@ -335,6 +335,25 @@ def pass_rounds(data: Mapping[str, Any], key: str = "rounds_ms") -> dict[str, li
         raise ValueError(f"not a rounds pass (format {data.get('format')!r}, expected "
                          f"{ROUNDS_PASS_FORMAT!r})")
     return {a: list(v[key]) for a, v in data["networks"].items()}
+
+
+def pooled_labels(passes: Sequence[Mapping[str, Any]], key: str = "rounds_ms") -> dict[str, float]:
+    """Low-noise latency labels: per network, the median of every round of every pass.
+
+    Only networks present in all passes count. The passes must share their settings
+    and reference base (else their rounds are not on one scale): a ValueError says which.
+    """
+    if not passes:
+        raise ValueError("pooled_labels needs at least one rounds pass")
+    first = passes[0]
+    for p in passes[1:]:
+        if p.get("settings") != first.get("settings") or p.get("reference_base_ms") != first.get(
+                "reference_base_ms"):
+            raise ValueError(f"passes {first.get('label')!r} and {p.get('label')!r} were timed with "
+                             f"different settings or reference base; their rounds do not pool")
+    rounds = [pass_rounds(p, key) for p in passes]
+    common = set(rounds[0]).intersection(*rounds[1:])
+    return {a: float(np.median(np.concatenate([r[a] for r in rounds]))) for a in sorted(common)}
 
 
 def _agreement(la: np.ndarray, lb: np.ndarray) -> dict[str, float]:

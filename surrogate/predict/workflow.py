@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -136,8 +137,12 @@ def shipped_predictor(profile: str = "cpu-litert", space: str = "mnasnet"):
 
 
 def fit_on_tables(profile: str, space: str, model: str = "residual-xgb", *,
-                  root: str | os.PathLike | None = None, include_test: bool = False):
+                  root: str | os.PathLike | None = None, include_test: bool = False,
+                  exclude: Collection[str] = ()):
     """Fit ``model`` on the training split of the shipped tables; returns (predictor, info).
+
+    ``exclude``: architecture strings kept out of the fit as well (say, networks re-timed
+    elsewhere that the predictor is to be scored on).
 
     ``table-sum`` needs only the operator table: it is what (profile, space) pairs
     without end-to-end timings ship (the ProxylessNAS / FBNet lookup-table estimate).
@@ -154,6 +159,10 @@ def fit_on_tables(profile: str, space: str, model: str = "residual-xgb", *,
     tr_a, tr_y, te_a, te_y = split(archs, y)
     if include_test:
         tr_a, tr_y = archs, y
+    if exclude:
+        drop = set(exclude)
+        keep = [i for i, a in enumerate(tr_a) if a not in drop]
+        tr_a, tr_y = [tr_a[i] for i in keep], np.asarray(tr_y)[keep]
     if len(tr_a) < 2:
         raise ValueError(f"only {len(tr_a)} training timings for {profile}/{space}; measure more")
     try:
@@ -163,7 +172,8 @@ def fit_on_tables(profile: str, space: str, model: str = "residual-xgb", *,
             raise
         table = None
     est = make_predictor(model, space, table).fit(tr_a, tr_y)
-    return est, {"train_rows": len(tr_a), "test_rows": len(te_a), "model": model}
+    return est, {"train_rows": len(tr_a), "test_rows": len(te_a), "model": model,
+                 "excluded": len(set(exclude))}
 
 
 def evaluate_on_tables(profile: str, space: str, predictor=None, *,
