@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS_DIR, fmt, md_table, write_results  # noqa: E402
-from surrogate.measure.repeatability import pass_rounds, pooled_labels  # noqa: E402
+from surrogate.measure.repeatability import pass_path, pass_rounds, pooled_labels  # noqa: E402
 from surrogate.predict.metrics import latency_metrics  # noqa: E402
 from surrogate.predict.workflow import (default_predictor_dir, fit_on_tables, is_test,  # noqa: E402
                                         load_timings, shipped_predictor)
@@ -38,7 +38,7 @@ TARGETS = {"within_10pct": 0.99, "within_5pct": 0.90, "mape_ratio": 0.80}
 
 
 def _pass(profile: str, space: str, label: str, folder: Path) -> dict:
-    p = folder / f"rounds_curve_{profile}_{space}_pass-{label}.json"
+    p = pass_path(folder, profile, space, label)
     if not p.is_file():
         raise FileNotFoundError(f"{p} is missing: run bench/rounds_curve.py --space {space} --pass {label}")
     return json.loads(p.read_text())

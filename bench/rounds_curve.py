@@ -33,10 +33,6 @@ PASS_SEEDS = {"a": 0, "b": 1}  # another shuffle order per pass, as a second run
 TARGET_MEDIAN, TARGET_WITHIN5 = 0.015, 0.95
 
 
-def pass_file(out: Path, profile: str, space: str, label: str) -> Path:
-    return out / f"rounds_curve_{profile}_{space}_pass-{label}.json"
-
-
 def run_pass(profile: str, space: str, n: int, rounds: int, label: str, out: Path, tables=None,
              chunk: int = 16, progress: bool = True) -> dict:
     base = table_path(profile, space, "models", tables)
@@ -47,12 +43,12 @@ def run_pass(profile: str, space: str, n: int, rounds: int, label: str, out: Pat
         print(f"[{label}] {done}/{total} networks, {time.perf_counter() - t0:.0f} s", file=sys.stderr,
               flush=True)
 
-    data = rep.time_rounds(profile, archs, pass_file(out, profile, space, label), settings=settings,
+    data = rep.time_rounds(profile, archs, rep.pass_path(out, profile, space, label), settings=settings,
                            reference_base_ms=base_ms, chunk=chunk, seed=PASS_SEEDS[label],
                            label=label, progress=show if progress else None)
     data_n = sum(1 for a in archs if a in data["networks"])
     print(f"pass {label}: {data_n}/{n} networks with {rounds} rounds in "
-          f"{pass_file(out, profile, space, label)}")
+          f"{rep.pass_path(out, profile, space, label)}")
     return data
 
 
@@ -83,7 +79,7 @@ def _sentence(c: dict, label: str) -> str:
 def report(profile: str, space: str, out: Path) -> dict:
     passes = {}
     for label in ("a", "b"):
-        p = pass_file(out, profile, space, label)
+        p = rep.pass_path(out, profile, space, label)
         if not p.is_file():
             raise FileNotFoundError(f"{p} is missing: run --pass {label} first")
         passes[label] = json.loads(p.read_text())

@@ -385,6 +385,8 @@ def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
     ``+ref`` table, its reference base), so prediction and measurement share a scale.
     """
     from space.blockstring import parse_arch
+    from surrogate.measure.clocks import split_estimator
+    from surrogate.measure.host import table_reference_ms
     from surrogate.measure.hostjob import NETWORK_SETTINGS
     from surrogate.measure.jobs import measure_models
     from surrogate.measure.profiles import get_profile
@@ -409,13 +411,9 @@ def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
                              reference_base_ms=timing.get("reference_base_ms") if same_clock else None)
     by_arch = {r["arch"]: r for r in summary.rows}
     timed = [by_arch.get(format_arch(a)) for a in archs]  # the rows of the front, in its order
-    from surrogate.measure.clocks import split_estimator
-    from surrogate.measure.host import table_reference_ms
-
     # the reference operator when the predictor's own tables were timed (the shipped
-    # tables' when the predictor names none)
-    base = (table_reference_ms(source) if source and Path(source).is_file() else None) \
-        or reference_baseline_ms(cfg["profile"], cfg["space"])
+    # tables' when the predictor names none or its table is gone)
+    base = (table_reference_ms(source) if source else None) or reference_baseline_ms(cfg["profile"], cfg["space"])
     # finalists timed reference-paired (+ref) are on the tables' reference scale already
     paired = bool(settings.estimator) and split_estimator(settings.estimator)[1]
     rows = []

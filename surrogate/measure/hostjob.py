@@ -219,6 +219,7 @@ def _set_aside(base: Path, stale: list[tuple[Path, tuple]], profile: str, space:
     readable, and a kill between two renames leaves each file whole in one place.
     """
     from ..tables import provenance_path
+    from .claims import claims_dir, parts_dir
 
     clock, est = stale[0][1]
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -226,8 +227,7 @@ def _set_aside(base: Path, stale: list[tuple[Path, tuple]], profile: str, space:
     moves: list[tuple[Path, Path]] = []
     for path, _ in stale:
         rel = path.relative_to(base)
-        for p in (path, provenance_path(path), path.with_name(path.stem + ".parts"),
-                  path.with_name(path.stem + ".claims")):
+        for p in (path, provenance_path(path), parts_dir(path), claims_dir(path)):
             if p.exists():
                 moves.append((p, dest / rel.parent / p.name))
     pdir = base / "predictors" / profile / space

@@ -32,7 +32,7 @@ from .timing import MeasureSettings, OtherLoad, measure
 __all__ = ["PassRuns", "sample_ops", "time_pass", "item_latency", "compare_passes",
            "cpu_wall_ratio", "latencies", "repeatability_table", "pick_estimator", "PICK_RULE",
            "TIE_TOLERANCE", "CURVE_KS", "ROUNDS_PASS_FORMAT", "rounds_protocol", "time_rounds",
-           "pass_rounds", "pooled_labels", "rounds_curve", "curve_conclusion"]
+           "pass_path", "pass_rounds", "pooled_labels", "rounds_curve", "curve_conclusion"]
 
 #: ``{item: {"wall_ms": [[run, ...] per round], "cpu_ms": [...]}}``
 PassRuns = dict[str, dict[str, list[list[float]]]]
@@ -193,6 +193,11 @@ def pick_estimator(rows: Sequence[Mapping[str, Any]], clock: str = "cpu") -> tup
 CURVE_KS: tuple[int, ...] = (1, 2, 3, 5, 8, 12, 20)
 #: ``format`` field of a :func:`time_rounds` pass file
 ROUNDS_PASS_FORMAT = "rounds-pass/1"
+
+
+def pass_path(folder: str | os.PathLike, profile: str, space: str, label: str) -> Path:
+    """Where a rounds pass of (profile, space) is kept: ``rounds_curve_<profile>_<space>_pass-<label>.json``."""
+    return Path(folder) / f"rounds_curve_{profile}_{space}_pass-{label}.json"
 
 
 def rounds_protocol(base: str | os.PathLike, n: int, rounds: int
