@@ -165,11 +165,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.which == "report":
-        report(args.profile, args.space, out)
-    else:
-        run_pass(args.profile, args.space, args.n, args.rounds, args.which, out, args.tables,
-                 args.chunk, not args.no_progress)
+    try:
+        if args.which == "report":
+            report(args.profile, args.space, out)
+        else:
+            run_pass(args.profile, args.space, args.n, args.rounds, args.which, out, args.tables,
+                     args.chunk, not args.no_progress)
+    except (FileNotFoundError, ValueError) as exc:  # bad input: one line, exit 2
+        print(f"rounds_curve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -184,3 +184,15 @@ def test_label_noise_bench_on_the_committed_anb_passes(tmp_path):
     for s in r["scores"].values():
         assert s["train_rows"] > 500 and 0 < s["vs_pooled_labels"]["mape"] < 0.2
     assert set(r["targets_met"]) == {"within_10pct", "within_5pct", "mape_ratio"}
+
+
+def test_rounds_curve_report_without_passes_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "rounds_curve.py"
+    p = subprocess.run([sys.executable, str(script), "--space", "fbnet", "--pass", "report",
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "pass-a.json is missing: run --pass a first" in p.stderr
