@@ -90,18 +90,30 @@ def test_reference_operator_here_is_positive_and_stable():
     assert a > 0 and b > 0 and abs(a / b - 1) < 0.5
 
 
+def _made_up_host() -> dict:
+    """A whole x86 identity built here, of a CPU no shipped table was timed on (not this host plus a change)."""
+    text = ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 167\n"
+            "model name\t: mnas test CPU (made up)\nstepping\t: 1\n"
+            "flags\t\t: sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 avx512f amx_tile amx_int8\n\n")
+    ident = host_mod.host_identity(cpuinfo=text)
+    ident.update(machine="x86_64", caches_kib={"L1d": 48, "L1i": 32, "L2": 2048, "L3": 107520})
+    ident["host_id"] = host_mod.compute_host_id(ident)
+    return ident
+
+
 def test_main_job_measures_this_host_when_tables_came_from_another(tmp_path, monkeypatch):
     """A host whose identity differs from the shipped tables' gets its own predictor, measured once."""
     from search.latency import host_latency
+    from surrogate.measure import hostid as hostid_mod
 
-    real = host_mod.host_identity()
-    other = {**real, "family": (real.get("family") or 0) + 1}
-    other["host_id"] = host_mod.compute_host_id(other)
-    monkeypatch.setattr(host_mod, "host_identity", lambda *a, **k: dict(other))
+    other = _made_up_host()
+    for mod in (host_mod, hostid_mod):  # host_match/host_home and host_info all see the made-up host
+        monkeypatch.setattr(mod, "host_identity", lambda *a, **k: dict(other))
     monkeypatch.setenv("MNAS_HOME", str(tmp_path))
     msgs = []
     lat, note = host_latency("cpu-litert", "nasbench-macro", networks=3, progress=False, log=msgs.append)
     assert note["chosen"] == "host" and "measured" in note and msgs
+    assert note["same_host_kind"] is False  # the shipped tables came from another host kind
     assert note["predictor"].startswith(str(tmp_path / "hosts" / other["host_id"]))
     assert lat.batch(lat.space.sample_indices(np.random.default_rng(0), 5)).min() > 0
     lat2, note2 = host_latency("cpu-litert", "nasbench-macro", progress=False, log=msgs.append)
