@@ -171,8 +171,8 @@ def _cmd_space_sample(args) -> int:
     from .spaces import get_space
 
     sp = get_space(args.space)
-    if args.n < 1:
-        raise UsageError(f"-n must be >= 1, got {args.n}")
+    if not 1 <= args.n <= MAX_SAMPLE:
+        raise UsageError(f"-n: expected 1 to {MAX_SAMPLE:,} architectures, got {args.n}")
     rng = np.random.default_rng(args.seed)
     rows = []
     for idx in sp.sample_indices(rng, args.n):
@@ -200,6 +200,82 @@ def positive_int(text: str) -> int:
 def nonneg_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     return _int_at_least(text, 0, "a non-negative integer")
+
+
+#: the most networks ``mnas space sample -n`` draws in one call
+MAX_SAMPLE = 1_000_000
+#: the largest random seed numpy's generators take (``--seed``)
+MAX_SEED = 2 ** 32 - 1
+
+
+def sample_count(text: str) -> int:
+    """argparse type: how many networks to draw, 1 .. :data:`MAX_SAMPLE`."""
+    what = f"a positive integer, at most {MAX_SAMPLE:,}"
+    v = _int_at_least(text, 1, what)
+    if v > MAX_SAMPLE:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
+    return v
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a random seed, 0 .. 2**32-1 (what numpy accepts)."""
+    what = f"a seed from 0 to 2**32-1 ({MAX_SEED})"
+    v = _int_at_least(text, 0, what)
+    if v > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
+    return v
+
+
+def _file_above(path: str) -> str | None:
+    """The nearest existing ancestor of absolute ``path`` (itself included) when it is not a
+    folder, else None."""
+    import os
+
+    probe = path
+    while True:
+        if os.path.exists(probe):
+            return None if os.path.isdir(probe) else probe
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return None
+        probe = parent
+
+
+def output_dir(text: str) -> str:
+    """argparse type: a folder to write into (it may not exist yet).
+
+    Refused when the path is a file, or when a file stands where one of its parent
+    folders would be (``--out results.csv/x``): nothing could be written there.
+    """
+    import os
+
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"expected a folder path, got {text!r}")
+    path = os.path.abspath(os.path.expanduser(text))
+    blocker = _file_above(path)
+    if blocker is not None:
+        what = "is a file" if blocker == path else f"lies under the file {blocker}"
+        raise argparse.ArgumentTypeError(f"expected a folder, but {text!r} {what}")
+    return text
+
+
+def output_file(text: str) -> str:
+    """argparse type: a file to write (it may not exist yet; its folder may not either).
+
+    Refused when the path is a folder or lies under a file.
+    """
+    import os
+
+    if not text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"expected a file path, got {text!r}")
+    path = os.path.abspath(os.path.expanduser(text))
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"expected a file, but {text!r} is a folder")
+    blocker = _file_above(os.path.dirname(path))
+    if blocker is not None:
+        raise argparse.ArgumentTypeError(f"expected a file path, but {text!r} lies under the "
+                                         f"file {blocker}")
+    return text
 
 
 def _int_at_least(text: str, lo: int, what: str) -> int:
@@ -237,8 +313,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = ssub.add_parser("sample", help="random architectures of a space, one string a line "
                                        "(readable by --archs FILE and mnas predict)")
     s.add_argument("space", choices=space_names(), help="search space")
-    s.add_argument("-n", type=positive_int, default=5, help="how many to draw")
-    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("-n", type=sample_count, default=5,
+                   help=f"how many to draw (at most {MAX_SAMPLE:,})")
+    s.add_argument("--seed", type=seed_int, default=0, help="random seed (0 to 2**32-1)")
     view = s.add_mutually_exclusive_group()
     view.add_argument("--table", action="store_true", help="print params, MAdds and string")
     view.add_argument("--json", action="store_true", help="print JSON (strings, indices, counts)")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["add_profile_arg", "add_space_arg", "archs_from_file", "predict_profile_names", "profile_names"]
+__all__ = ["add_profile_arg", "add_space_arg", "archs_from_file", "predict_profile_names", "profile_names",
+           "read_text_file"]
 
 
 def profile_names() -> list[str]:
@@ -20,20 +21,40 @@ def predict_profile_names() -> list[str]:
     return profile_names() + [n for n in published_names() if n not in profile_names()]
 
 
-def archs_from_file(archs: str, sp=None) -> list:
+def read_text_file(path: str | Path, option: str, holds: str) -> str:
+    """The UTF-8 text of the file given to ``option``; a missing, folder, unreadable or
+    binary file is one error naming ``option`` and the file (``holds``: what it should
+    hold, for the message)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} file {path} is a folder; expected a text file of {holds}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{option} file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{option} file {path} is not a UTF-8 text file of {holds}") from None
+    except OSError as exc:
+        raise ValueError(f"{option} file {path} cannot be read ({exc.strerror or exc})") from None
+    if "\0" in text:
+        raise ValueError(f"{option} file {path} is not a text file of {holds} (it holds NUL bytes)")
+    return text
+
+
+def archs_from_file(archs: str, sp=None, option: str = "--archs") -> list:
     """(arch, source) pairs from a file of architecture strings or reference names.
 
     One per line, ``#`` starts a comment; with a space ``sp`` each is canonicalised
-    in it (a non-member is an error naming file and line).
+    in it (a non-member is an error naming file and line). ``option``: the command-line
+    option that named the file, for the messages.
     """
     from space.blockstring import parse_arch
     from space.reference import REFERENCE
 
     path = Path(archs)
-    if not path.is_file():
-        raise FileNotFoundError(f"--archs file {path} does not exist")
+    text = read_text_file(path, option, "architecture strings or names, one a line")
     out = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -42,10 +63,11 @@ def archs_from_file(archs: str, sp=None) -> list:
             if sp is not None:
                 a = sp.to_arch(sp.from_arch(a))
         except ValueError as exc:
-            raise ValueError(f"{path}:{lineno}: {exc}") from None
+            raise ValueError(f"{option} file {path}:{lineno}: {exc}") from None
         out.append((a, f"file:{path.name}"))
     if not out:
-        raise ValueError(f"--archs file {path} holds no architectures")
+        raise ValueError(f"{option} file {path} holds no architectures (expected one string "
+                         f"or name a line)")
     return out
 
 

@@ -5,15 +5,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from space.cli import UsageError, add_variant_args, positive_int, print_json
+from space.cli import (UsageError, add_variant_args, output_dir, output_file, positive_int,
+                       print_json, seed_int)
 
 from .cli_common import archs_from_file as _archs_from_file
-from .cli_common import add_profile_arg, add_space_arg
+from .cli_common import add_profile_arg, add_space_arg, read_text_file
+
+_TIMINGS = "arch,ms rows"
 
 
 def _read_timings(path: str, space: str):
     """(index array, ms) from a CSV with columns ``arch,ms``; errors name the file, line or column."""
     import csv
+    import io
 
     import numpy as np
 
@@ -21,15 +25,19 @@ def _read_timings(path: str, space: str):
     from space.spaces import get_space
 
     p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--timings file {p} does not exist")
-    with open(p, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    text = read_text_file(p, "--timings", _TIMINGS)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise UsageError(f"--timings file {p} is not a CSV file of arch,ms rows ({exc})") from None
     cols = [c.strip() for c in (rows[0] if rows else [])]
+    if not any(cols):
+        raise UsageError(f"--timings file {p} is empty; expected a CSV with a header arch,ms "
+                         f"and one row per timed network")
     for need in ("arch", "ms"):
         if need not in cols:
-            raise UsageError(f"{p}: no column {need!r} (expected a CSV with columns arch,ms; "
-                             f"found {', '.join(cols) or 'nothing'})")
+            raise UsageError(f"--timings file {p}: no column {need!r} (expected a CSV with columns "
+                             f"arch,ms; found {', '.join(cols) or 'nothing'})")
     ia, im = cols.index("arch"), cols.index("ms")
     sp = get_space(space)
     idx, ys = [], []
@@ -54,7 +62,8 @@ def _read_timings(path: str, space: str):
             raise UsageError(f"{p}:{lineno}: column ms: expected a positive latency in ms, got {ms!r}")
         ys.append(v)
     if len(ys) < 3:
-        raise UsageError(f"{p}: {len(ys)} timings; a transfer needs at least 3 (arch,ms rows)")
+        raise UsageError(f"--timings file {p}: {len(ys)} timings; a transfer needs at least 3 "
+                         f"(arch,ms rows)")
     return np.array(idx, dtype=np.int64), np.array(ys)
 
 
@@ -212,7 +221,7 @@ def _cmd_suggest(args) -> int:
     sp = get_space(args.space)
     srcs = _sources(args.transfer_from, args.space)[0] if args.transfer_from else None
     if args.pool:
-        pool = [sp.from_arch(a) for a, _ in _archs_from_file(args.pool, sp)]
+        pool = [sp.from_arch(a) for a, _ in _archs_from_file(args.pool, sp, option="--pool")]
         import numpy as np
 
         pool = np.array(pool, dtype=np.int64)
@@ -269,7 +278,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --transfer-from: a name for the new device, recorded as the "
                         "predictor's profile (default: none)")
     p.add_argument("--model", default="residual-xgb", choices=MODEL_CHOICES, help="predictor kind")
-    p.add_argument("-o", "--output", required=True, help="folder to save the predictor in")
+    p.add_argument("-o", "--output", type=output_dir, required=True,
+                   help="folder to save the predictor in")
     p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
     p.add_argument("--all-rows", action="store_true", help="also fit on the held-out rows")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -306,7 +316,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="candidate networks, one a line (default: --pool-size random members)")
     p.add_argument("--pool-size", type=positive_int, default=5000,
                    help="random candidates without --pool (default 5000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random candidates (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help="seed of the random candidates, 0 to 2**32-1 (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_suggest)
 
@@ -315,6 +326,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_space_arg(p, required=True)
     p.add_argument("--predictor", default=None, help="a saved predictor folder (default: shipped)")
     p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
-    p.add_argument("--plot", default=None, help="write predicted-vs-measured PNG here")
+    p.add_argument("--plot", type=output_file, default=None, metavar="PNG",
+                   help="write predicted-vs-measured PNG here")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_eval)

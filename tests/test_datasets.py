@@ -130,7 +130,7 @@ def test_help_layout_bad_input(tmp_path):
         load_help_layout(tmp_path / "c")
     # weights_only: a file that needs arbitrary unpickling is refused, not run
     torch.save({"arch": [np.random.default_rng(0)]}, tmp_path / "c" / "metainfo.pt")
-    with pytest.raises(ValueError, match="not a plain torch-saved"):
+    with pytest.raises(ValueError, match="not a weights-only tensor file"):
         load_help_layout(tmp_path / "c")
 
 

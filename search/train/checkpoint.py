@@ -19,6 +19,7 @@ import torch
 
 from space import format_arch
 from surrogate.atomic import write_atomic
+from surrogate.tensorfile import load_tensors
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -123,11 +124,8 @@ class CheckpointMixin:
         path = self.checkpoint_path
         if not path.is_file():
             return
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-            raise ValueError(f"cannot read checkpoint {path}: {exc}; delete it or use another "
-                             f"output folder") from None
+        ck = load_tensors(path, what="checkpoint",
+                          advice="delete it or use another output folder")
         if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a checkpoint of this trainer (format {CHECKPOINT_FORMAT})")
         if ck["arch"] != format_arch(self.arch):

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from space.cli import nonneg_int, positive_int, print_json
+from space.cli import nonneg_int, output_dir, positive_int, print_json
 
 
 def _positive_float(text: str) -> float:
@@ -98,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="per process; default 128")
     p.add_argument("--lr-per-256", type=_positive_float, default=None,
                    help="learning rate per 256 images of global batch; default 0.016")
-    p.add_argument("--out", default=None, help="output folder; default mnas_runs/train/<arch>")
+    p.add_argument("--out", type=output_dir, default=None, help="output folder; default mnas_runs/train/<arch>")
     p.add_argument("--seed", type=nonneg_int, default=None, help="default 0")
     p.add_argument("--workers", type=nonneg_int, default=None, help="data-loading processes; default 4")
     p.add_argument("--ckpt-every", type=nonneg_int, default=None,

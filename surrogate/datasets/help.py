@@ -120,10 +120,10 @@ def _torch_load(path: Path):
         import torch
     except ImportError:  # pragma: no cover - torch is in the torch/measure extras
         raise ImportError("HELP's .pt files need torch: pip install 'mnas-surrogate[torch]'") from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refused or a corrupt file
-        raise ValueError(f"{path}: not a plain torch-saved dict/list/tensor ({exc})") from None
+    del torch  # imported above only to name the extra when it is missing
+    from ..tensorfile import load_tensors
+
+    return load_tensors(path)
 
 
 def _pick(have: list[str], want, where) -> list[str]:

@@ -147,9 +147,11 @@ def distill_accuracy(accuracy, *, cache: str | os.PathLike | None = None, seed: 
            "width": space.onehot_width, "fingerprint": getattr(accuracy, "fingerprint", None)}
     path = Path(cache) if cache else None
     if path is not None and path.is_file():
+        from ..tensorfile import load_tensors
+
         try:
-            state = torch.load(path, weights_only=True)
-        except Exception:  # noqa: BLE001 - unreadable cache: distil again
+            state = load_tensors(path, map_location=None)
+        except (ValueError, OSError):  # refused or unreadable cache: distil again
             state = None
         if isinstance(state, dict) and state.get("key") == key:
             info = state["info"]

@@ -268,9 +268,18 @@ def _load(path: Path, mp: Path, meta: dict, space: str | None, profile: str | No
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ValueError(f"{model_file}: not a readable XGBoost model ({first[:160]})") from None
         elif est.model == "mlp":
-            import torch
+            from ..tensorfile import load_tensors
 
-            reg.load_state(fitted["mlp"], torch.load(path / fitted["file"], weights_only=True))
+            mlp, model_file = fitted["mlp"], path / fitted["file"]
+            state = load_tensors(model_file)  # tensors and plain values only: never unpickles
+            if not isinstance(state, dict):
+                raise ValueError(f"{model_file}: not a saved MLP (expected a state dict of tensors)")
+            try:
+                reg.load_state(mlp, state)
+            except (RuntimeError, TypeError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(f"{model_file}: does not fit the MLP described in {mp} "
+                                 f"({first[:160]})") from None
         else:  # "linear" (older files: "ridge")
             _restore_linear(reg, fitted.get("linear") or fitted["ridge"])
         est.regressor_ = reg
