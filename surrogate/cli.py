@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from space.cli import OneLineParser, UsageError, nonneg_int, positive_int, print_json
+from space.cli import OneLineParser, UsageError, nonneg_int, output_dir, positive_int, print_json
 
 from . import cli_predict
 from .cli_common import archs_from_file as _archs_from_file
@@ -54,6 +54,9 @@ def _cmd_host(args) -> int:
     from .tables import tables_dir
 
     root = tables_dir(args.tables)
+    if args.tables is not None and not root.is_dir():
+        raise FileNotFoundError(f"--tables {args.tables}: " + ("not a folder" if root.exists()
+                                                               else "no such folder"))
     if args.profile is not None:
         get_profile(args.profile)  # ValueError naming the profiles on a bad name
         profiles = [args.profile]
@@ -279,8 +282,10 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
     from .measure.timing import DEFAULT_ESTIMATOR, ESTIMATORS
 
     add_profile_arg(p, required=True)
-    p.add_argument("--out", default=None, help="tables root (default: $MNAS_TABLES_DIR or data/latency_tables)")
-    p.add_argument("--cache", default=None, help="export cache (default: $MNAS_CACHE_DIR or ~/.cache/mnas-surrogate)")
+    p.add_argument("--out", type=output_dir, default=None,
+                   help="tables root (default: $MNAS_TABLES_DIR or data/latency_tables)")
+    p.add_argument("--cache", type=output_dir, default=None,
+                   help="export cache (default: $MNAS_CACHE_DIR or ~/.cache/mnas-surrogate)")
     p.add_argument("--warmup", type=nonneg_int, default=None,
                    help="untimed runs before timing (default: the profile's)")
     p.add_argument("--runs", type=positive_int, default=None,
@@ -313,7 +318,7 @@ def _common_measure(p: argparse.ArgumentParser) -> None:
                         "(a pinned core standing in for a device), adb:SERIAL (a phone) or a name "
                         "(one per machine on a shared folder); rows go to <stem>.parts/, join them "
                         "with `mnas table merge TABLE`")
-    p.add_argument("--claims", default=None, metavar="DIR",
+    p.add_argument("--claims", type=output_dir, default=None, metavar="DIR",
                    help="with --device: folder of the claim files every device of the job shares "
                         "(default <stem>.claims beside the table)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -363,7 +368,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--networks", type=positive_int, default=40,
                    help="random networks to time for the calibration (default 40)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random networks (default 0)")
-    s.add_argument("--home", default=None,
+    s.add_argument("--home", type=output_dir, default=None,
                    help="folder for this host's tables and predictor (default $MNAS_HOME/hosts/<host_id>, "
                         "$MNAS_HOME defaulting to ~/.local/share/mnas-surrogate)")
     s.add_argument("--estimator", choices=ESTIMATORS, default=None,

@@ -324,25 +324,65 @@ def lut_target(space: str | None = None, arch: str | None = None,
     return None, name
 
 
+def _sniff(path: Path) -> str:
+    """What a file holds, from its content: ``ops`` (an operator table), ``models`` (a network
+    table) or ``lut``; ValueError for an empty file or anything else."""
+    from .tables import MODELS_COLUMNS, OPS_COLUMNS, Table
+
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError(f"{path}: empty file; expected a <space>_ops.csv table or a LUT to convert")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text; expected a <space>_ops.csv table or a LUT") from None
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    for kind, cols in (("ops", OPS_COLUMNS), ("models", MODELS_COLUMNS)):
+        legacy = Table(path, cols, "").legacy_columns
+        if first in (",".join(cols), ",".join(legacy)):
+            return kind
+    if first.startswith("#") or _ANY_LUT_KEY.match(first.rstrip(":").strip()):
+        return "lut"
+    raise ValueError(f"{path}: neither an operator table (its first line is not the table header) "
+                     f"nor a LUT (its first line is not a LUT key such as "
+                     f"'expanded_conv-input:HxWxC-output:...'): {first[:60]!r}")
+
+
 def convert_file(src: str | os.PathLike, dst: str | os.PathLike, *, act: str | None = None,
                  space: str | None = None, arch: str | None = None) -> tuple[str, list[str]]:
     """``<space>_ops.csv`` -> LUT file, or LUT file -> new ``<space>_ops.csv`` (``mnas table convert``).
 
-    Returns (a one-line report, warnings). The destination folder must exist and an
-    imported table must not; see :func:`import_lut` for ``act``, :func:`lut_target`
-    for ``space`` / ``arch``.
+    The direction comes from the source's content (the table header, or LUT entries), not
+    its name. Returns (a one-line report, warnings). Refused, writing nothing: a destination
+    that is the source (under any path), an empty source, a LUT export to a file named like
+    a table (``<space>_ops.csv``), an import onto an existing file. The destination folder
+    must exist; see :func:`import_lut` for ``act``, :func:`lut_target` for ``space`` / ``arch``.
     """
-    from .atomic import write_atomic
-    from .tables import Table, table_kind
+    from .atomic import atomic_path, write_atomic
+    from .tables import Table, TableError, table_kind
 
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise FileNotFoundError(f"no such file: {src}")
     if not dst.parent.is_dir():
         raise FileNotFoundError(f"destination folder {dst.parent} does not exist; create it first")
-    if src.suffix == ".csv":
-        if table_kind(src) != "ops":
-            raise ValueError(f"{src}: only operator tables (<space>_ops.csv) convert to the LUT format")
+    if os.path.realpath(src) == os.path.realpath(dst) or (dst.exists() and os.path.samefile(src, dst)):
+        raise ValueError(f"destination {dst} is the source {src}; give another file to write")
+    kind = _sniff(src)
+    if kind == "models":
+        raise ValueError(f"{src}: a network table; only operator tables (<space>_ops.csv) "
+                         f"convert to the LUT format")
+    if kind == "ops":
+        try:
+            table_kind(dst)
+        except TableError:
+            pass
+        else:
+            raise ValueError(f"destination {dst} is named like a latency table, but {src} is an "
+                             f"operator table, which converts to a LUT: name it e.g. "
+                             f"{dst.with_suffix('.yaml').name}")
+        if dst.exists() and _sniff_or_none(dst) != "lut":
+            raise ValueError(f"destination {dst} exists and is not a LUT; refusing to overwrite it")
         text, skipped = export_lut(Table.ops(src).read())
         write_atomic(dst, text)
         return (f"wrote {dst}: {text.count('count:')} entries; {skipped} rows not expressible "
@@ -355,5 +395,25 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, *, act: str | N
     with warnings.catch_warnings():  # returned, for the caller to show once
         warnings.simplefilter("ignore")
         res = import_lut(src.read_text(), act=act, target=target, target_name=name, source=str(src))
-    Table.ops(dst).append(res.rows)
+    if not res.rows:
+        raise ValueError(f"{src}: no LUT entry maps to an operator-table row (left out: "
+                         f"{', '.join(f'{n} {k}' for k, n in sorted(res.left_out.items())) or 'none'})")
+    from .tablefile import _csv_line, _fmt
+
+    cols = Table.ops(dst).columns
+    with atomic_path(dst) as tmp:  # all or nothing, and only what reads back as a table
+        tmp.write_bytes(b"".join([_csv_line(cols)]
+                                 + [_csv_line([_fmt(r[c]) for c in cols]) for r in res.rows]))
+        try:
+            Table.ops(tmp).read()
+        except TableError as exc:
+            raise TableError(f"{src}: its rows would not make a valid table: "
+                             f"{str(exc).replace(str(tmp), str(dst))}") from None
     return f"wrote {dst} from {src}: {res.summary()}", res.warnings
+
+
+def _sniff_or_none(path: Path) -> str | None:
+    try:
+        return _sniff(path)
+    except ValueError:
+        return None

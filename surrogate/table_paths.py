@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["DEFAULT_TABLES_DIR", "TABLE_KINDS", "table_path", "tables_dir"]
+__all__ = ["DEFAULT_TABLES_DIR", "TABLE_KINDS", "plain_name", "table_path", "tables_dir"]
 
 
 def _default_tables_dir() -> Path:
@@ -45,3 +45,12 @@ def table_path(profile: str, space: str, kind: str, root: str | os.PathLike | No
     if tag is not None and not re.fullmatch(_TAG, tag):
         raise ValueError(f"table tag must be letters, digits and '-', got {tag!r}")
     return tables_dir(root) / profile / f"{space}_{kind}{f'_{tag}' if tag else ''}.csv"
+
+
+def plain_name(name: str, what: str = "name") -> str:
+    """``name`` when it is a plain file name, used as a path inside one folder; ValueError when
+    it has a folder part, is absolute, is ``.``/``..`` or is empty."""
+    seps = [c for c in ("/", "\\", os.sep, os.altsep or "/") if c in name]
+    if not name or name in (".", "..") or seps or "\0" in name:
+        raise ValueError(f"{what} must be a plain file name (no folder, no '..'), got {name!r}")
+    return name

@@ -2,9 +2,10 @@
 (``<space>_models.csv``), each with a JSON provenance file beside it.
 
 Tables are append-only CSV written one complete row per ``write`` call and
-fsynced, so a measurement killed at any moment leaves whole rows; a torn last line
-(no newline) is dropped on the next open. Reading validates the header and every
-row, and errors name the file and line. This module also owns the reference-operator figures read from them and the
+fsynced, so a measurement killed at any moment leaves whole rows; a torn last row
+(no newline, fewer fields than the header) is dropped on the next open, a complete one
+that lacks its newline is kept. Reading validates the header and every row before
+anything is written (:mod:`surrogate.tablefile`), and errors name the file and line. This module also owns the reference-operator figures read from them and the
 project's one atomic file writer (:func:`write_atomic`, from :mod:`surrogate.atomic`); the ProxylessNAS /
 Once-for-All LUT format is in :mod:`surrogate.lut`.
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import math
 import os
@@ -35,7 +35,9 @@ from space.arch import LayerConfig
 
 from .atomic import atomic_path, write_atomic, write_json_atomic  # noqa: F401 (re-exported)
 from .table_paths import _TAG, DEFAULT_TABLES_DIR, TABLE_KINDS, table_path, tables_dir  # noqa: F401
-from .measure.clocks import CLOCKS, ESTIMATORS
+from .tablefile import (_BOOL_COLS, _CHOICE_COLS, _FLOAT_COLS, _INT_COLS,  # noqa: F401 (re-exported)
+                        LEGACY_CLOCK, LEGACY_ESTIMATOR, TableError, _csv_line, _fmt, _parse_row,
+                        legacy_clock_fields, read_rows)
 
 __all__ = ["DEFAULT_TABLES_DIR", "MODELS_COLUMNS", "OPS_COLUMNS", "REFERENCE_OP", "TABLE_KINDS",
            "Table", "TableError", "clock_diverged", "file_sha256", "open_table", "op_row_key",
@@ -56,26 +58,11 @@ STAT_COLUMNS = ["median_ms", *CLOCK_COLUMNS, "mean_ms", "std_ms", "p10_ms", "p90
 OPS_COLUMNS = OP_KEY_COLUMNS + STAT_COLUMNS
 MODELS_COLUMNS = ["arch", "space", "source", "params", "madds"] + STAT_COLUMNS
 
-#: what rows of tables without the clock columns were timed with
-LEGACY_CLOCK, LEGACY_ESTIMATOR = "wall", "median"
 #: ``clock_diverged`` is 1 when |wall_ms / cpu_ms - 1| exceeds this
 CLOCK_DIVERGENCE = 0.10
 #: the reference operator re-timed in every chunk (``ref_ms``), to track drift across a table
 REFERENCE_OP = LayerConfig(op="mbconv", h=28, w=28, in_ch=40, out_ch=40, kernel=3, stride=1,
                            expand=6, se=0.0, skip="identity", groups=1, act="relu")
-
-
-
-_INT_COLS = {"h", "w", "in_ch", "out_ch", "kernel", "stride", "expand", "groups", "expand_divisor",
-             "num_classes", "n_runs", "n_rounds", "params", "madds"}
-_FLOAT_COLS = {"se", "median_ms", "wall_ms", "cpu_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms",
-               "iqr_ms", "cv", "rel_spread", "ref_ms"}
-_BOOL_COLS = {"remeasured", "clock_diverged"}
-_CHOICE_COLS = {"clock": CLOCKS, "estimator": ESTIMATORS}
-
-
-class TableError(ValueError):
-    """A table file that is corrupt, foreign or inconsistent (names file and line)."""
 
 
 def op_row_key(lc: LayerConfig) -> dict:
@@ -95,50 +82,6 @@ def clock_diverged(wall_ms: float, cpu_ms: float, threshold: float = CLOCK_DIVER
     if not (math.isfinite(wall_ms) and math.isfinite(cpu_ms)) or cpu_ms <= 0:
         return False
     return abs(wall_ms / cpu_ms - 1.0) > threshold
-
-
-def legacy_clock_fields(row: Mapping) -> dict:
-    """Clock columns for a row timed before they existed: wall clock, median estimator."""
-    return {"wall_ms": row.get("median_ms", math.nan), "cpu_ms": math.nan, "clock": LEGACY_CLOCK,
-            "estimator": LEGACY_ESTIMATOR, "clock_diverged": False}
-
-
-def _fmt(v) -> str:
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ""
-    return "" if v is None else str(v)
-
-
-def _parse_row(path: Path, lineno: int, header: list[str], raw: list[str]) -> dict:
-    if len(raw) != len(header):
-        raise TableError(f"{path}:{lineno}: expected {len(header)} fields, found {len(raw)}")
-    row: dict = {}
-    for col, text in zip(header, raw):
-        try:
-            if col in _INT_COLS:
-                row[col] = int(text)
-            elif col in _FLOAT_COLS:
-                row[col] = float(text) if text != "" else math.nan
-            elif col in _BOOL_COLS:
-                if text not in ("0", "1"):
-                    raise ValueError(text)
-                row[col] = text == "1"
-            elif col in _CHOICE_COLS and text not in _CHOICE_COLS[col]:
-                raise ValueError(text)
-            else:
-                row[col] = text
-        except ValueError:
-            raise TableError(f"{path}:{lineno}: column {col!r} has bad value {text!r}") from None
-    med = row.get("median_ms")
-    if med is not None and not (med > 0 and math.isfinite(med)):
-        raise TableError(f"{path}:{lineno}: median_ms must be a positive number, got {med}")
-    for col in ("wall_ms", "cpu_ms"):
-        v = row.get(col, math.nan)
-        if not (math.isnan(v) or (v > 0 and math.isfinite(v))):
-            raise TableError(f"{path}:{lineno}: {col} must be a positive number or empty, got {v}")
-    return row
 
 
 @dataclass
@@ -172,58 +115,17 @@ class Table:
             header = next(csv.reader(f), None)
         return header == self.legacy_columns
 
-    def read(self, *, repair: bool = False) -> list[dict]:
-        """All rows (validated). ``repair`` drops a torn final line in place.
+    def read(self, *, repair: bool = False, ignore_torn: bool = False) -> list[dict]:
+        """All rows (validated; :func:`surrogate.tablefile.read_rows`). A torn final row (no
+        newline, fewer fields than the header) is an error, or cut off with ``repair``, or
+        skipped with ``ignore_torn``; a complete final row without its newline is kept (``repair``
+        adds the newline). A file that is not such a table raises and is never written to.
 
         Legacy rows (no clock columns) get :func:`legacy_clock_fields`; rows of two
         clocks or estimators in one file are an error naming the line.
         """
-        if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            if not repair:
-                line = data[:cut].count(b"\n") + 1
-                raise TableError(f"{self.path}:{line}: torn last row (no newline); rerun the "
-                                 f"measurement to repair it")
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
-                f.flush()
-                os.fsync(f.fileno())
-            data = data[:cut]
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise TableError(f"{self.path}: not a UTF-8 text table ({exc.reason})") from None
-        reader = csv.reader(io.StringIO(text))
-        try:
-            header = next(reader)
-        except StopIteration:
-            return []
-        legacy = header == self.legacy_columns
-        if header != self.columns and not legacy:
-            missing = [c for c in self.columns if c not in header]
-            raise TableError(f"{self.path}:1: not a {self.key!r} latency table "
-                             f"(missing columns {missing[:4]}{'...' if len(missing) > 4 else ''}"
-                             f"{'; columns differ in order' if not missing else ''})")
-        rows, seen = [], set()
-        for lineno, raw in enumerate(reader, start=2):
-            if not raw:
-                raise TableError(f"{self.path}:{lineno}: empty line")
-            row = _parse_row(self.path, lineno, header, raw)
-            if legacy:
-                row.update(legacy_clock_fields(row))
-            if row[self.key] in seen:
-                raise TableError(f"{self.path}:{lineno}: duplicate {self.key} {row[self.key]!r}")
-            if rows and (row["clock"], row["estimator"]) != (rows[0]["clock"], rows[0]["estimator"]):
-                raise TableError(f"{self.path}:{lineno}: row timed with clock {row['clock']!r} and "
-                                 f"estimator {row['estimator']!r}, but line 2 with clock "
-                                 f"{rows[0]['clock']!r} and estimator {rows[0]['estimator']!r}; "
-                                 f"a table never mixes clocks or estimators")
-            seen.add(row[self.key])
-            rows.append(row)
-        return rows
+        return read_rows(self.path, self.columns, self.legacy_columns, self.key, repair=repair,
+                         ignore_torn=ignore_torn)
 
     def timing(self) -> tuple[str, str] | None:
         """(clock, estimator) of the rows on disk (legacy: wall, median); None when empty."""
@@ -297,12 +199,6 @@ class Table:
         return file_sha256(self.path)
 
 
-def _csv_line(values: list[str]) -> bytes:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue().encode("utf-8")
-
-
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 hex digest of a file's bytes."""
     h = hashlib.sha256()
@@ -369,10 +265,18 @@ def validate_table(path: str | os.PathLike) -> dict:
             if k not in prov:
                 problems.append(f"provenance lacks {k!r}")
         recorded, actual = prov.get("table_sha256"), t.sha256()
-        if recorded and recorded != actual:
+        sessions = [x for x in prov.get("sessions") or [] if isinstance(x, dict)]
+        unfinished = bool(sessions) and sessions[-1].get("status") == "running"
+        counted = prov.get("rows") if isinstance(prov.get("rows"), int) else None
+        if unfinished and counted is not None and counted <= len(rows):
+            # killed (or still measuring) after appending rows, before its next checkpoint
+            problems.append(f"its last session (started {sessions[-1].get('started')}) did not "
+                            f"finish: killed, or still measuring; {len(rows) - counted} rows were "
+                            f"appended after its last checkpoint (resume it with mnas measure)")
+        elif recorded and recorded != actual:
             raise TableError(f"{path}: sha256 {actual[:12]} does not match {recorded[:12]} in "
                              f"{prov_p.name}: the table changed after its last measuring session")
-        if isinstance(prov.get("rows"), int) and prov["rows"] != len(rows):
+        elif counted is not None and counted != len(rows):
             problems.append(f"provenance counts {prov['rows']} rows, the table has {len(rows)}")
         if rows and "clock" in prov and (prov.get("clock"), prov.get("estimator")) != \
                 (rows[0]["clock"], rows[0]["estimator"]):

@@ -223,11 +223,13 @@ class SharedJob:
     folder: Path
 
     def held(self) -> set[str]:
-        """Keys on disk in the table or in any device's part."""
-        keys = set(self.main.done_keys())
+        """Keys on disk in the table or in any device's part (read only: another device may be
+        appending to its part, so a torn last row is skipped, never cut off here)."""
+        keys = {r[self.main.key] for r in self.main.read(ignore_torn=True)}
         pdir = parts_dir(self.main.path)
         for p in sorted(pdir.glob("*.csv")) if pdir.is_dir() else []:
-            keys |= Table(p, self.main.columns, self.main.key).done_keys()
+            keys |= {r[self.main.key] for r in
+                     Table(p, self.main.columns, self.main.key).read(ignore_torn=True)}
         return keys
 
 
@@ -258,10 +260,12 @@ def share_job(table: Table, items: list, chunk: int, profile: DeviceProfile, dev
             raise ValueError(f"device {device!r}: core {dev.pin_core} is not allowed here "
                              f"(allowed: {allowed_cpus()})")
         profile = dataclasses.replace(profile, pin_core=dev.pin_core)
+    part = Table(part_path(table.path, dev.name), table.columns, table.key)
+    for t in (table, part):  # a file that is not a table is refused before anything is made
+        t.read(ignore_torn=True)
     cl = ChunkClaims(claims if claims is not None else claims_dir(table.path), dev.name)
     cl.plan([it[0] for it in items], chunk, job={"profile": profile.name, "clock": profile.clock,
                                                  "estimator": profile.estimator})
-    part = Table(part_path(table.path, dev.name), table.columns, table.key)
     return part, profile, SharedJob(dev, cl, table, table.path.parent)
 
 

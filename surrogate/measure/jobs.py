@@ -6,7 +6,9 @@ another core than the timing (:class:`.export.ConversionPool`; with the direct
 converted twice, across runs too); a chunk is timed with interleaved, shuffled
 rounds plus a fixed reference operator (:func:`timing.measure`) and its rows are
 appended to the table, fsynced, before the next chunk. Killing the job at any
-moment loses at most the chunk in flight; rerunning skips every row on disk.
+moment loses at most the chunk in flight; rerunning skips every row on disk. One
+process writes a table at a time: the job holds the table's lock
+(:mod:`surrogate.tablelock`), and a second writer is refused at once.
 
 Every row keeps both clocks (``wall_ms``, ``cpu_ms``); ``median_ms`` is the latency
 under the profile's clock (``MeasureSettings.clock`` overrides it) and the
@@ -18,7 +20,6 @@ tables of the profile folder so that operator and network tables agree.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import functools
 import json
 import os
@@ -34,20 +35,20 @@ from space.arch import Arch, LayerConfig
 from space.blockstring import format_arch
 from space.counting import count
 
-from ..tables import (CLOCK_DIVERGENCE, LEGACY_CLOCK, LEGACY_ESTIMATOR, REFERENCE_OP, Table,
-                      clock_diverged, file_sha256, op_row_key, profile_reference_baseline,
-                      provenance_path, reference_base, reference_baseline, table_path, tables_dir,
-                      write_json_atomic)
+from ..table_paths import plain_name
+from ..tablelock import TableLock
+from ..tables import (CLOCK_DIVERGENCE, REFERENCE_OP, Table, clock_diverged, op_row_key,
+                      profile_reference_baseline, provenance_path, reference_base,
+                      reference_baseline, table_path, tables_dir, write_json_atomic)
+from .adb import adb_available
 from .claims import SharedJob, chunks_of, parse_device, share_job
+from .jobprov import finish_provenance as _finish_provenance
+from .jobprov import job_provenance as _provenance
+from .jobprov import now_iso, reference_summary  # noqa: F401 (re-exported)
 from .export import ConversionPool, ExportCache, quick_export
 from .pinning import allowed_cpus
 from .profiles import DeviceProfile, get_profile, make_runner
 from .timing import DriftGuard, MeasureSettings
-
-
-def now_iso() -> str:
-    """Current UTC time, ISO 8601 to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
 @dataclass
@@ -73,7 +74,7 @@ class JobSummary:
 
 def _rows_of(table: Table, items: list) -> list[dict]:
     """The rows ``table`` holds for ``items`` (keys first), in their order."""
-    have = {r[table.key]: r for r in table.read()} if table.path.exists() else {}
+    have = {r[table.key]: r for r in table.read(ignore_torn=True)}
     return [have[it[0]] for it in items if it[0] in have]
 
 
@@ -127,54 +128,16 @@ def _close(pre: ConversionPool | None, bar) -> None:
         bar.close()
 
 
-# -- provenance ----------------------------------------------------------------------
-def _provenance(table: Table, profile: DeviceProfile, space: str, kind: str,
-                settings: MeasureSettings, runner_info: dict, extra: dict) -> dict:
-    p = provenance_path(table.path)
-    prev = json.loads(p.read_text()) if p.is_file() else {}
-    host = profile.host_info()
-    # a session still "running" in the file was killed (SIGKILL, power): keep it, say so
-    sessions = [{**x, "status": "killed"} if isinstance(x, dict) and x.get("status") == "running" else x
-                for x in prev.get("sessions", [])]
-    return {**prev, "kind": kind, "profile": profile.as_dict(), "space": space, "host": host,
-            "settings": settings.as_dict(), "runner": runner_info, "clock": settings.clock,
-            "estimator": settings.estimator, "clock_divergence_threshold": CLOCK_DIVERGENCE,
-            "reference_op": REFERENCE_OP.key(), "created": prev.get("created", now_iso()),
-            "sessions": sessions, **extra}
-
-
-def _finish_provenance(table: Table, prov: dict, session: dict, *, running: bool = False) -> None:
-    """Write the provenance with ``session`` last; ``running``: a checkpoint of a live session
-    (written at its start and after every chunk, so a killed session is still on record)."""
-    rows = table.read() if table.path.exists() else []
-    if running:
-        prov = {**prov, "sessions": prov.get("sessions", []) + [{**session, "status": "running"}]}
-    else:
-        prov["sessions"] = prov.get("sessions", []) + [session]
-    prov["updated"] = now_iso()
-    prov["rows"] = len(rows)
-    prov["table_sha256"] = file_sha256(table.path) if table.path.exists() else None
-    prov["wall_s_total"] = round(sum(s.get("wall_s", 0.0) for s in prov["sessions"]), 1)
-    summary = reference_summary(rows, prov.get("clock", LEGACY_CLOCK),
-                                prov.get("estimator", LEGACY_ESTIMATOR))
-    if summary:
-        prov["reference_ms"] = summary
-    write_json_atomic(provenance_path(table.path), prov)
-
-
-def reference_summary(rows: list[dict], clock: str, estimator: str) -> dict | None:
-    """The provenance's ``reference_ms``: the rows' reference timings (None: none)."""
-    refs = [r["ref_ms"] for r in rows if np.isfinite(r.get("ref_ms", np.nan))]
-    if not refs:
-        return None
-    return {"clock": clock, "estimator": estimator, "median": float(np.median(refs)),
-            "min": float(np.min(refs)), "max": float(np.max(refs)),
-            "drift_max_over_min": float(np.max(refs) / np.min(refs))}
-
-
 def _available(prof: DeviceProfile, device: str | None) -> None:
     """Raise unless ``prof`` runs here (on the phone ``device`` names, for ``adb:SERIAL``)."""
     serial = parse_device(device).serial if device is not None else None
+    if serial:  # a phone adb does not list is refused, whatever the profile
+        ok, why = adb_available(serial)
+        if not ok:
+            raise ValueError(f"device {device!r}: {why}")
+        if not prof.runtime.startswith("adb"):
+            raise ValueError(f"device {device!r} is a phone, but profile {prof.name!r} times "
+                             f"this machine; use --profile android-adb")
     ok, why = prof.available(serial) if serial else prof.available()
     if not ok:
         raise ValueError(f"profile {prof.name!r} cannot run here"
@@ -182,7 +145,17 @@ def _available(prof: DeviceProfile, device: str | None) -> None:
 
 
 # -- the generic chunked loop ---------------------------------------------------------
-def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
+def _run_chunks(**kw) -> JobSummary:
+    """:func:`_run_held`, holding the table's write lock (:mod:`surrogate.tablelock`) when the
+    job appends to the table itself: a second writer is refused at once, never a duplicate."""
+    if kw.get("shared") is not None:
+        return _run_held(**kw)  # part tables go by chunk claims
+    # --convert-only appends no row but rewrites the provenance: it takes the lock as well
+    with TableLock(kw["table"].path, "converting for" if kw.get("convert_only") else "measuring into"):
+        return _run_held(**kw)
+
+
+def _run_held(*, table: Table, items: list[tuple[str, str, object, dict]],
                 profile: DeviceProfile, settings: MeasureSettings, chunk: int,
                 cache_dir: Path | None, progress: bool, kind: str, space: str,
                 extra_prov: dict | None = None, convert_all_cores: bool = False,
@@ -193,7 +166,8 @@ def _run_chunks(*, table: Table, items: list[tuple[str, str, object, dict]],
     """items: (row_key, build_kind, payload, row_identity_columns); ``shared``: this
     device's part of a job several devices measure (``table`` is then its part table)."""
     t0 = time.perf_counter()
-    done = shared.held() if shared else table.done_keys()
+    done = (shared.held() if shared else {r[table.key] for r in table.read(ignore_torn=True)}
+            if convert_only else table.done_keys())
     todo = [it for it in items if it[0] not in done]
     if todo and not convert_only:  # a complete table is never appended to: no mixing
         table.check_timing(settings.clock, settings.estimator)
@@ -439,6 +413,8 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
     (:func:`surrogate.tables.table_timing`), e.g. finalists beside the predictor's tables.
     ``device``/``claims``: one device's share of a job several run (see :func:`measure_ops`).
     """
+    if table_name is not None:
+        plain_name(table_name, "table name")  # stays inside the profile folder
     prof = get_profile(profile) if isinstance(profile, str) else profile
     _available(prof, device)
     seen, items = set(), []

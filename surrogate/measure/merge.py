@@ -16,10 +16,11 @@ import os
 from pathlib import Path
 
 from ..atomic import write_json_atomic
+from ..tablelock import TableLock
 from ..tables import (REFERENCE_OP, file_sha256, open_table, provenance_path, reference_base,
                       table_kind)
 from .claims import ClaimError, claims_dir, claims_status, parts_dir
-from .jobs import now_iso, reference_summary
+from .jobprov import now_iso, reconcile_killed, reference_summary
 
 __all__ = ["merge_parts"]
 
@@ -33,17 +34,27 @@ def _read_json(path: Path) -> dict:
 
 def merge_parts(table_path: str | os.PathLike) -> dict:
     """Append the rows of every part of ``table_path`` that it lacks; returns a summary
-    (rows merged, already there, duplicates across parts, parts, warnings)."""
+    (rows merged, already there, duplicates across parts, parts, warnings).
+
+    Holds the table's write lock (:mod:`surrogate.tablelock`): refused at once while a
+    measurement or another merge writes it. Parts are only read (their devices may still be
+    appending: a torn last row is skipped); a file that is not a table is refused before
+    anything is written."""
     path = Path(table_path)
     table_kind(path)  # names the expected file names on a bad one
-    main = open_table(path)
     pdir = parts_dir(path)
     parts = sorted(pdir.glob("*.csv")) if pdir.is_dir() else []
     if not parts:
         raise ClaimError(f"{path}: no part tables in {pdir} (measure with --device first)")
+    with TableLock(path, "merging into"):
+        return _merge(path, pdir, parts)
+
+
+def _merge(path: Path, pdir: Path, parts: list[Path]) -> dict:
+    main = open_table(path)
     # part <stem>[_-]<device>.csv -> device
     tables = [(p.stem[len(path.stem) + 1:] or p.stem, open_table(p)) for p in parts]
-    part_rows = {name: t.read(repair=True) for name, t in tables}
+    part_rows = {name: t.read(ignore_torn=True) for name, t in tables}
     timings = {name: (r[0]["clock"], r[0]["estimator"]) for name, r in part_rows.items() if r}
     have = main.timing()
     kinds = set(timings.values()) | ({have} if have else set())
@@ -55,7 +66,8 @@ def merge_parts(table_path: str | os.PathLike) -> dict:
     if not kinds:
         raise ClaimError(f"{path}: its parts in {pdir} hold no rows yet")
     clock, estimator = kinds.pop()
-    provs = {name: _read_json(provenance_path(t.path)) for name, t in tables}
+    provs = {name: reconcile_killed(_read_json(provenance_path(t.path)), len(part_rows[name]))
+             for name, t in tables}
     paired = estimator.endswith("+ref")
     target = None
     if paired:
@@ -64,6 +76,10 @@ def merge_parts(table_path: str | os.PathLike) -> dict:
             biggest = max(part_rows, key=lambda name: len(part_rows[name]))
             target = provs[biggest].get("reference_base_ms")
     done = main.done_keys()
+    prov_p = provenance_path(path)
+    prov = _read_json(prov_p)
+    if prov:  # a session that measured into the table itself and was killed
+        prov = reconcile_killed(prov, len(done))
     new, dupes, info, hosts = [], 0, {}, {}
     seen = set(done)
     for name, t in tables:
@@ -92,8 +108,6 @@ def merge_parts(table_path: str | os.PathLike) -> dict:
     if len(hosts) > 1:
         warnings.append(f"parts come from {len(hosts)} host kinds: "
                         + "; ".join(f"{h}: {', '.join(n)}" for h, n in sorted(hosts.items())))
-    prov_p = provenance_path(path)
-    prov = _read_json(prov_p)
     if not prov:  # a table made only of parts: the first part's description
         first = provs[tables[0][0]]
         prov = {k: v for k, v in first.items() if k not in ("sessions", "rows", "table_sha256",
@@ -103,8 +117,6 @@ def merge_parts(table_path: str | os.PathLike) -> dict:
     for name, _ in tables:
         for s in provs[name].get("sessions", []):
             s = {**s, "device": s.get("device") or name}
-            if s.get("status") == "running":  # its device died and never came back
-                s["status"] = "killed"
             if (s["device"], s.get("started")) not in known:
                 prov.setdefault("sessions", []).append(s)
                 known.add((s["device"], s.get("started")))
