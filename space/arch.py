@@ -26,6 +26,29 @@ SE: reduced width ``max(1, int(in_ch * se))`` (ratio of the block *input* width)
 SkipOp: ``identity`` adds the input when stride 1 and in == out; ``none`` never;
 ``pool`` also bridges the first layer of a stage: average-pool by the stride and,
 when the width changes, a 1x1 conv + BN on the shortcut.
+
+Extensions (issue L; every default reproduces the forms above):
+
+* ``fused`` (EfficientNet-EdgeTPU / EfficientNetV2 fused-MBConv): kxk conv
+  in->mid with the stride + BN + act; SE; 1x1 project + BN (linear). ``fused`` at e1
+  without an explicit expanded width is a single kxk conv in->out + BN + act (+ SE).
+  ``fusedp`` is pytorchcv's ``EffiEdgeResUnit``: the same, but the kxk conv has
+  stride 1 and the stride sits on the 1x1 projection (at e1 the kxk conv keeps the
+  input width).
+* explicit expanded width ``m<mid>`` (MobileNetV3's "exp size"): the expanded width
+  of every layer of the block is ``mid`` instead of ``in * e``; ``e`` must then be
+  ``round(mid / in)`` (clipped to 1..12), a descriptor only.
+* per-block activation (``relu``, ``relu6``, ``silu``, ``hswish``) overriding the
+  network's activation for that block's layers (SE keeps its own inner act, below).
+* SE variant: ``sem`` squeezes the expanded width (default: the block input width),
+  ``sed<d>`` rounds the squeeze with :func:`make_divisible` (default ``max(1, int(.))``),
+  ``sehs`` gates with a hard sigmoid ``relu6(x + 3) / 6`` (default sigmoid), ``se<act>``
+  (``serelu`` ...) fixes the inner activation (default: the layer's). MobileNetV3's SE
+  is ``se0.25_sem_sed8_sehs_serelu``.
+* MobileNetV3 head: after the head 1x1 conv and the global pool, a 1x1 "mix" conv to
+  ``mix_ch`` channels + act, with a bias (TF-slim, default), with BN (``mixbn``) or with
+  neither (``mixplain``: pytorchcv and Once-for-All), then the classifier;
+  ``nofcbias`` drops the classifier's bias (pytorchcv MobileNetV2/V3).
 """
 from __future__ import annotations
 
@@ -33,12 +56,19 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-OPS = ("mbconv", "irf", "conv", "skip")
+from .textform import (HEADER_FLAGS, HEADER_TOKENS, OP_TOKENS, OPS, SE_TOKENS,  # noqa: F401
+                       SKIP_TOKENS, format_arch, format_block)
+from .widths import (MAX_EXPAND, WIDTH_RULES, expand_for, make_divisible, round_width,  # noqa: F401
+                     scale_width, squeeze_width)
+
 SKIPS = ("identity", "none", "pool")
 ACTS = ("relu", "relu6", "silu", "hswish")
+SE_BASES = ("in", "mid")      # what the SE ratio multiplies: block input or expanded width
+SE_GATES = ("sigmoid", "hsigmoid")
+MIX_NORMS = ("bias", "bn", "none")  # the MobileNetV3 head's mix conv: bias, BN, or neither
+EXPANDING_OPS = ("mbconv", "irf", "fused", "fusedp")  # ops with an expanded (mid) width
 KERNELS = (1, 3, 5, 7)
 STRIDES = (1, 2)
-MAX_EXPAND = 12
 
 
 def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
@@ -60,20 +90,6 @@ def conv_out(size: int, kernel: int, stride: int) -> int:
     return (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round ``value`` to a multiple of ``divisor``, never more than 10% down.
-
-    The rounding of the MnasNet/MobileNetV2/EfficientNet releases:
-    ``max(divisor, int(v + divisor/2) // divisor * divisor)``, plus ``divisor`` when
-    that falls below ``0.9 * v``.
-    """
-    min_value = divisor if min_value is None else min_value
-    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if new < 0.9 * value:
-        new += divisor
-    return int(new)
-
-
 @dataclass(frozen=True)
 class Block:
     """One stage: ``repeats`` layers sharing op, kernel, expansion, SE and skip.
@@ -92,6 +108,12 @@ class Block:
     skip: str = "identity"
     op: str = "mbconv"
     groups: int = 1
+    mid_ch: int = 0          # explicit expanded width (0: in * expand)
+    act: str = ""            # per-block activation ("": the network's)
+    se_base: str = "in"
+    se_div: int = 1
+    se_gate: str = "sigmoid"
+    se_act: str = ""         # SE inner activation ("": the layer's)
 
     def __post_init__(self) -> None:
         _check_int("repeats", self.repeats, 1, 64)
@@ -115,10 +137,31 @@ class Block:
         if self.groups > 1 and self.op != "irf":
             raise ValueError(f"groups g{self.groups} need op 'irf' (FBNet grouped 1x1 convs)")
         if self.groups > 1:
-            mid = self.in_ch * self.expand
+            mid = self.mid_ch or self.in_ch * self.expand
             for what, c in (("in_ch", self.in_ch), ("expanded width", mid), ("out_ch", self.out_ch)):
                 if c % self.groups:
                     raise ValueError(f"{what} {c} is not divisible by groups {self.groups}")
+        _check_int("mid_ch", self.mid_ch, 0)
+        if self.mid_ch:
+            if self.op not in EXPANDING_OPS:
+                raise ValueError(f"an explicit expanded width m{self.mid_ch} needs op "
+                                 f"{', '.join(EXPANDING_OPS)}; got {self.op!r}")
+            want = expand_for(self.mid_ch, self.in_ch)
+            if self.expand != want:
+                raise ValueError(f"with m{self.mid_ch} and i{self.in_ch} the expansion token must be "
+                                 f"e{want} (round(mid / in)); got e{self.expand}")
+        if self.op in ("fused", "fusedp") and self.groups != 1:
+            raise ValueError(f"op {self.op!r} takes no groups")
+        if self.act:
+            _check_choice("block activation", self.act, ACTS)
+        _check_choice("se_base", self.se_base, SE_BASES)
+        _check_int("se_div", self.se_div, 1, 64)
+        _check_choice("se_gate", self.se_gate, SE_GATES)
+        if self.se_act:
+            _check_choice("SE inner activation", self.se_act, ACTS)
+        if not self.se and (self.se_base != "in" or self.se_div != 1 or self.se_gate != "sigmoid"
+                            or self.se_act):
+            raise ValueError("SE options (sem, sed<d>, sehs, se<act>) need an SE ratio se<r> > 0")
 
     def replace(self, **changes) -> "Block":
         """A copy with fields changed (validated again)."""
@@ -146,6 +189,14 @@ class LayerConfig:
     act: str
     expand_divisor: int = 1
     num_classes: int = 0
+    mid: int = 0             # explicit expanded width (0: derived from in * expand)
+    se_base: str = "in"
+    se_div: int = 1
+    se_gate: str = "sigmoid"
+    se_act: str = ""
+    mix_ch: int = 0          # head only: the MobileNetV3 mix conv after the pool
+    mix_norm: str = "bias"
+    fc_bias: bool = True
 
     @property
     def out_h(self) -> int:
@@ -163,8 +214,12 @@ class LayerConfig:
 
     @property
     def mid_ch(self) -> int:
-        """Width after the 1x1 expansion (``in_ch`` when there is none)."""
-        if self.op not in ("mbconv", "irf"):
+        """Width after the expansion (``in_ch`` when there is none)."""
+        if self.op not in EXPANDING_OPS:
+            return self.in_ch
+        if self.mid:
+            return self.mid
+        if self.is_single_conv:
             return self.in_ch
         mid = self.in_ch * self.expand
         if self.expand_divisor > 1:
@@ -172,19 +227,39 @@ class LayerConfig:
         return mid
 
     @property
+    def is_single_conv(self) -> bool:
+        """A ``fused`` layer at e1 without explicit width: one kxk conv in->out."""
+        return self.op == "fused" and self.expand == 1 and not self.mid
+
+    @property
     def has_expand(self) -> bool:
         """Whether the layer has a 1x1 expansion conv."""
         return self.op == "irf" or (self.op == "mbconv" and self.mid_ch != self.in_ch)
 
     @property
+    def se_width(self) -> int:
+        """Channels the SE gates: the expanded width, or the output for conv-like layers."""
+        if self.op == "conv" or self.is_single_conv:
+            return self.out_ch
+        return self.mid_ch
+
+    @property
     def se_ch(self) -> int:
         """Squeeze-and-excitation bottleneck width (0 without SE)."""
-        return max(1, int(self.in_ch * self.se)) if self.se > 0 else 0
+        if self.se <= 0:
+            return 0
+        base = self.in_ch if self.se_base == "in" else self.se_width
+        return squeeze_width(base, self.se, self.se_div)
+
+    @property
+    def se_inner_act(self) -> str:
+        """Activation inside the SE bottleneck."""
+        return self.se_act or self.act
 
     @property
     def residual(self) -> str:
         """'add' (identity residual), 'pool' (pooled/projected shortcut) or 'none'."""
-        if self.op not in ("mbconv", "irf", "conv"):
+        if self.op not in ("mbconv", "irf", "conv", "fused", "fusedp"):
             return "none"
         same = self.stride == 1 and self.in_ch == self.out_ch
         if self.skip == "identity":
@@ -211,7 +286,7 @@ class LayerConfig:
             f"k{self.kernel}",
             f"s{self.stride}",
         ]
-        if self.op in ("mbconv", "irf", "conv"):
+        if self.op in ("mbconv", "irf", "conv", "fused", "fusedp"):
             parts += [f"e{self.expand}", f"se{self.se:g}", f"res-{self.residual}",
                       f"g{self.groups}"]
         parts.append(self.act)
@@ -219,6 +294,25 @@ class LayerConfig:
             parts.append(f"div{self.expand_divisor}")
         if self.op == "head":
             parts.append(f"cls{self.num_classes}")
+            if self.mix_ch:
+                parts.append(f"mix{self.mix_ch}-{self.mix_norm}")
+            if not self.fc_bias:
+                parts.append("nofcbias")
+            return "_".join(parts)
+        # issue-L extensions: only where they differ from the defaults (old keys unchanged)
+        if self.mid:
+            parts.append(f"m{self.mid}")
+        if self.se > 0:
+            if self.se_base != "in":
+                parts.append("sem")
+            if self.se_div != 1:
+                parts.append(f"sed{self.se_div}")
+            if self.se_gate != "sigmoid":
+                parts.append("sehs")
+            if self.se_act and self.se_act != self.act:
+                parts.append(f"se{self.se_act}")
+        if self.expand_divisor != 1 and self.op in ("fused", "fusedp"):
+            parts.append(f"div{self.expand_divisor}")
         return "_".join(parts)
 
 
@@ -241,6 +335,9 @@ class Arch:
     expand_divisor: int = 1
     dropout: float = 0.2
     in_ch: int = 3
+    mix_ch: int = 0
+    mix_norm: str = "bias"
+    fc_bias: bool = True
     name: str | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -265,6 +362,16 @@ class Arch:
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         object.__setattr__(self, "dropout", float(self.dropout))
+        _check_int("mix_ch", self.mix_ch, 0)
+        _check_choice("mix_norm", self.mix_norm, MIX_NORMS)
+        if not self.mix_ch and self.mix_norm != "bias":
+            raise ValueError(f"mix_norm {self.mix_norm!r} needs a mix conv (mix<channels>)")
+        if not isinstance(self.fc_bias, bool):
+            raise ValueError(f"fc_bias must be True or False, got {self.fc_bias!r}")
+        # a block activation equal to the network's is the default (canonical form)
+        if any(b.act == self.act for b in self.blocks):
+            object.__setattr__(self, "blocks", tuple(b.replace(act="") if b.act == self.act else b
+                                                     for b in self.blocks))
         prev = self.stem_ch
         for i, b in enumerate(self.blocks):
             if b.in_ch != prev:
@@ -279,6 +386,13 @@ class Arch:
     @property
     def last_ch(self) -> int:
         """Channels entering the classifier."""
+        if self.mix_ch:
+            return self.mix_ch
+        return self.head_ch if self.head_ch else self.blocks[-1].out_ch
+
+    @property
+    def pooled_ch(self) -> int:
+        """Channels at the global pool (before the mix conv, if any)."""
         return self.head_ch if self.head_ch else self.blocks[-1].out_ch
 
     def feature_size(self) -> int:
@@ -305,7 +419,8 @@ class Arch:
         last = self.layers()[-1]
         return LayerConfig(op="head", h=last.out_h, w=last.out_w, in_ch=last.out_ch,
                            out_ch=self.head_ch, kernel=1, stride=1, expand=1, se=0.0,
-                           skip="none", groups=1, act=self.act, num_classes=self.num_classes)
+                           skip="none", groups=1, act=self.act, num_classes=self.num_classes,
+                           mix_ch=self.mix_ch, mix_norm=self.mix_norm, fc_bias=self.fc_bias)
 
     def ops(self) -> tuple[LayerConfig, ...]:
         """Stem, every layer, head: what a latency table sums over."""
@@ -328,61 +443,6 @@ class Arch:
         return format_arch(self)
 
 
-# -- text form: the token tables shared by printing (here) and parsing (blockstring) --
-SKIP_TOKENS = {"none": "noskip", "pool": "poolskip"}  # Block.skip -> token; identity: no token
-OP_TOKENS = tuple(op for op in OPS if op != "mbconv")  # printed as themselves; mbconv: no token
-# Architecture header, in canonical order: (Arch field, token, kind); the activation
-# has no token (its value is the token). Defaults are the Arch field defaults.
-HEADER_TOKENS = (
-    ("resolution", "res", int), ("stem_ch", "stem", int), ("stem_kernel", "stemk", int),
-    ("stem_stride", "stems", int), ("head_ch", "head", int), ("num_classes", "cls", int),
-    ("act", None, str), ("expand_divisor", "div", int), ("dropout", "drop", float),
-    ("in_ch", "in", int),
-)
-
-
-def _header_default(field_name: str) -> object:
-    """Default of an :class:`Arch` header setting (left out of printed strings)."""
-    return Arch.__dataclass_fields__[field_name].default
-
-
-def _format_float(x: float) -> str:
-    """A ratio as printed in strings (``0.25``, ``0.2``)."""
-    return repr(float(x))
-
-
-def format_block(b: Block) -> str:
-    """Print a :class:`Block` in canonical block-string form."""
-    parts = [f"r{b.repeats}", f"k{b.kernel}", f"s{b.stride}{b.stride}", f"e{b.expand}",
-             f"i{b.in_ch}", f"o{b.out_ch}"]
-    if b.se > 0:
-        parts.append("se" + _format_float(b.se))
-    if b.skip in SKIP_TOKENS:
-        parts.append(SKIP_TOKENS[b.skip])
-    if b.op in OP_TOKENS:
-        parts.append(b.op)
-    if b.groups != 1:
-        parts.append(f"g{b.groups}")
-    return "_".join(parts)
-
-
-def format_arch(a: Arch) -> str:
-    """Print an :class:`Arch` canonically (non-default header settings only)."""
-    head = []
-    for name, tok, kind in HEADER_TOKENS:
-        v = getattr(a, name)
-        if v == _header_default(name):
-            continue
-        if tok is None:
-            head.append(str(v))
-        elif kind is float:
-            head.append(tok + _format_float(v))
-        else:
-            head.append(f"{tok}{v}")
-    body = ",".join(format_block(b) for b in a.blocks)
-    return ("_".join(head) + ":" + body) if head else body
-
-
 def _expand_layers(arch: Arch) -> tuple[LayerConfig, ...]:
     size = arch.stem_out()
     layers = []
@@ -393,28 +453,14 @@ def _expand_layers(arch: Arch) -> tuple[LayerConfig, ...]:
             lc = LayerConfig(
                 op=b.op, h=size, w=size, in_ch=cin, out_ch=b.out_ch, kernel=b.kernel,
                 stride=stride, expand=b.expand, se=b.se, skip=b.skip, groups=b.groups,
-                act=arch.act, expand_divisor=arch.expand_divisor,
+                act=b.act or arch.act, expand_divisor=arch.expand_divisor,
+                se_base=b.se_base, se_div=b.se_div, se_gate=b.se_gate, se_act=b.se_act,
             )
+            if b.mid_ch and (b.mid_ch != lc.mid_ch or lc.is_single_conv):
+                lc = dataclasses.replace(lc, mid=b.mid_ch)
+            if lc.se_act and lc.se_act == lc.act:  # canonical: same computation, same key
+                lc = dataclasses.replace(lc, se_act="")
             layers.append(lc)
             size = lc.out_h
             cin = b.out_ch
     return tuple(layers)
-
-
-def scale_width(arch: Arch, multiplier: float, *, scale_head: bool = False, divisor: int = 8) -> Arch:
-    """Scale every stage width (and the stem) by ``multiplier`` with release rounding.
-
-    The head stays at its width unless ``scale_head`` (MobileNetV2 scales it only
-    for multipliers above 1). Returns a new Arch.
-    """
-    if not (isinstance(multiplier, (int, float)) and multiplier > 0):
-        raise ValueError(f"width multiplier must be > 0, got {multiplier!r}")
-
-    def r(c: int) -> int:
-        return make_divisible(c * multiplier, divisor)
-
-    blocks = tuple(b.replace(in_ch=r(b.in_ch), out_ch=r(b.out_ch)) for b in arch.blocks)
-    head = arch.head_ch
-    if scale_head and multiplier > 1 and head:
-        head = make_divisible(head * multiplier, divisor)
-    return arch.replace(blocks=blocks, stem_ch=r(arch.stem_ch), head_ch=head, name=None)

@@ -1,8 +1,11 @@
 """Parse block strings and architecture strings (printing lives in :mod:`space.arch`).
 
 Block strings follow the authors' release, ``r{repeats}_k{kernel}_s{s}{s}_e{expand}
-_i{in}_o{out}[_se{ratio}][_noskip|_poolskip][_irf|_conv|_skip][_g{groups}]``: the
-six leading tokens in that order, then optional tokens in that order.
+_i{in}_o{out}[_m{mid}][_se{ratio}[_sem][_sed{d}][_sehs][_se{act}]][_noskip|_poolskip]
+[_irf|_conv|_skip|_fused|_fusedp][_g{groups}][_{act}]``: the six leading tokens in
+that order, then optional tokens in that order (see :mod:`space.arch` for their
+meaning), e.g. MobileNetV3-Large's fifth layer
+``r1_k5_s22_e3_i24_o40_m72_se0.25_sem_sed8_sehs_serelu_relu``.
 
 An architecture string is an optional header of non-default settings, a colon, and
 the block strings joined by commas::
@@ -11,7 +14,9 @@ the block strings joined by commas::
 
 Header tokens (defaults in brackets): ``res`` [224], ``stem`` [32], ``stemk`` [3],
 ``stems`` [2], ``head`` [1280], ``cls`` [1000], an activation ``relu|relu6|silu|
-hswish`` [relu], ``div`` [1], ``drop`` [0.2], ``in`` [3]. With every setting at
+hswish`` [relu], ``div`` [1], ``drop`` [0.2], ``in`` [3], ``mix`` [0: no MobileNetV3
+mix conv], ``mixbn|mixplain`` [the mix conv has a bias], ``nofcbias`` [the classifier
+has a bias]. With every setting at
 its default the header and colon are left out, so an authors' block list is itself
 a valid architecture string. Printing is canonical: ``format(parse(s)) == s`` for
 every string :func:`format_arch` prints, and ``parse(format(x)) == x`` for every
@@ -23,8 +28,8 @@ from __future__ import annotations
 
 import re
 
-from .arch import (ACTS, HEADER_TOKENS, OP_TOKENS, SKIP_TOKENS, Arch, Block, format_arch,
-                   format_block)
+from .arch import (ACTS, HEADER_FLAGS, HEADER_TOKENS, OP_TOKENS, SE_TOKENS, SKIP_TOKENS, Arch,
+                   Block, format_arch, format_block)
 
 __all__ = ["format_arch", "format_block", "parse_arch", "parse_block"]
 
@@ -34,7 +39,9 @@ _TOKEN = re.compile(r"^([a-z]+)(.*)$")
 
 _LEADING = ("r", "k", "s", "e", "i", "o")
 _LEADING_HELP = "r{repeats}_k{kernel}_s{stride}{stride}_e{expand}_i{in}_o{out}"
-_OPTIONAL_ORDER = ("se", "skip", "op", "g")
+_OPTIONAL_ORDER = ("m", "se", "sem", "sed", "sehs", "seact", "skip", "op", "g", "act")
+_OPTIONAL_HELP = ("m<mid>, se<ratio>, sem, sed<d>, sehs, se<act>, noskip|poolskip, "
+                  "irf|conv|skip|fused|fusedp, g<groups>, " + "|".join(ACTS))
 _SKIP_WORDS = {tok: skip for skip, tok in SKIP_TOKENS.items()}
 _OP_WORDS = {op: op for op in OP_TOKENS}
 
@@ -82,21 +89,32 @@ def parse_block(text: str) -> Block:
             slot, key, value = "skip", "skip", _SKIP_WORDS[tok]
         elif tok in _OP_WORDS:
             slot, key, value = "op", "op", _OP_WORDS[tok]
+        elif tok in ACTS:
+            slot, key, value = "act", "act", tok
+        elif tok in SE_TOKENS:
+            slot, (key, value) = tok, SE_TOKENS[tok]
+        elif tok.startswith("sed") and tok[3:4].isdigit():
+            slot, key, value = "sed", "se_div", _int(tok, tok[3:], "the SE rounding divisor")
+        elif tok.startswith("se") and tok[2:] in ACTS:
+            slot, key, value = "seact", "se_act", tok[2:]
         elif tok.startswith("se") and len(tok) > 2 and (tok[2].isdigit()):
             slot, key, value = "se", "se", _float(tok, tok[2:], "the SE ratio")
+        elif tok.startswith("m") and tok[1:2].isdigit():
+            slot, key, value = "m", "mid_ch", _int(tok, tok[1:], "the expanded width")
         elif tok.startswith("g") and tok[1:2].isdigit():
             slot, key, value = "g", "groups", _int(tok, tok[1:], "the group count")
         else:
             raise ValueError(
-                f"bad token {tok!r} in block {text!r}: expected one of se<ratio>, noskip, "
-                f"poolskip, irf, conv, skip, g<groups>"
+                f"bad token {tok!r} in block {text!r}: expected one of {_OPTIONAL_HELP}"
             )
         pos = _OPTIONAL_ORDER.index(slot)
         if pos <= last:
             raise ValueError(
                 f"token {tok!r} in block {text!r} is repeated or out of order: "
-                f"optional tokens go se, noskip|poolskip, irf|conv|skip, g"
+                f"optional tokens go {_OPTIONAL_HELP}"
             )
+        if slot in ("sem", "sed", "sehs", "seact") and "se" not in kw:
+            raise ValueError(f"token {tok!r} in block {text!r} needs an SE ratio se<ratio> before it")
         last = pos
         kw[key] = value
     try:
@@ -106,8 +124,15 @@ def parse_block(text: str) -> Block:
         raise ValueError(f"block {text!r}: {exc}") from None
 
 
-_HEADER_HELP = ", ".join("|".join(ACTS) if tok is None else f"{tok}<{kind.__name__}>"
-                         for _, tok, kind in HEADER_TOKENS)
+def _header_help_part(field: str, tok: str | None, kind: object) -> str:
+    if field == "act":
+        return "|".join(ACTS)
+    if tok is None:
+        return "|".join(t for t, (f, _) in HEADER_FLAGS.items() if f == field)
+    return f"{tok}<{kind.__name__}>"
+
+
+_HEADER_HELP = ", ".join(_header_help_part(*h) for h in HEADER_TOKENS)
 
 
 def parse_arch(text: str) -> Arch:
@@ -118,22 +143,24 @@ def parse_arch(text: str) -> Arch:
     header, _, body = text.rpartition(":")
     kw: dict = {}
     if header:
-        order = [h[1] if h[1] else "act" for h in HEADER_TOKENS]
+        order = [h[0] for h in HEADER_TOKENS]
         last = -1
         for tok in header.split("_"):
             if tok in ACTS:
-                key, field, kind = "act", "act", str
+                field = "act"
                 value: object = tok
+            elif tok in HEADER_FLAGS:
+                field, value = HEADER_FLAGS[tok]
             else:
                 m = _TOKEN.match(tok)
                 spec = next((h for h in HEADER_TOKENS if m and h[1] == m.group(1)), None)
                 if spec is None:
                     raise ValueError(f"bad header token {tok!r} in {text!r}: expected {_HEADER_HELP}")
-                field, key, kind = spec[0], spec[1], spec[2]
+                field, kind = spec[0], spec[2]
                 body_txt = m.group(2)
                 value = (_float(tok, body_txt, field) if kind is float
                          else _int(tok, body_txt, field))
-            pos = order.index(key)
+            pos = order.index(field)
             if pos <= last:
                 raise ValueError(f"header token {tok!r} in {text!r} is repeated or out of order "
                                  f"(order: {_HEADER_HELP})")

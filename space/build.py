@@ -52,7 +52,7 @@ def build_layer(lc: LayerConfig, *, init_seed: int | None = 0) -> "torch.nn.Modu
 def build_op(lc: LayerConfig, *, init_seed: int = 0) -> "torch.nn.Module":
     """Any operator configuration (``stem``, ``head`` or a layer) as a module."""
     mods = _modules()
-    cls = {"stem": mods.Stem, "head": mods.Head}.get(lc.op, mods.Layer)
+    cls = {"stem": mods.Stem, "head": mods.head_module}.get(lc.op, mods.Layer)
     return _seeded(lambda: cls(lc), init_seed)
 
 

@@ -64,10 +64,17 @@ def layer_counts(lc: LayerConfig) -> Counts:
             return ZERO
         return conv_counts(lc.in_ch, lc.out_ch, 1, hw_out)
     total = ZERO
-    if lc.op == "conv":
+    if lc.op == "conv" or lc.is_single_conv:
         total += conv_counts(lc.in_ch, lc.out_ch, lc.kernel, hw_out)
         if lc.se_ch:
             total += se_counts(lc.out_ch, lc.se_ch, hw_out)
+    elif lc.op in ("fused", "fusedp"):
+        mid = lc.mid_ch
+        stride_on_kxk = lc.op == "fused"
+        total += conv_counts(lc.in_ch, mid, lc.kernel, hw_out if stride_on_kxk else hw_in)
+        if lc.se_ch:
+            total += se_counts(mid, lc.se_ch, hw_out if stride_on_kxk else hw_in)
+        total += conv_counts(mid, lc.out_ch, 1, hw_out)
     else:
         mid = lc.mid_ch
         if lc.has_expand:
@@ -94,10 +101,14 @@ def head_counts(arch: Arch) -> Counts:
     total = ZERO
     if arch.head_ch:
         total += conv_counts(last.out_ch, arch.head_ch, 1, hw)
+    p = arch.pooled_ch
+    total += Counts(0, 0, (hw + 1) * p)
+    if arch.mix_ch:
+        total += conv_counts(p, arch.mix_ch, 1, 1, bias=arch.mix_norm == "bias",
+                             bn=arch.mix_norm == "bn")
     c = arch.last_ch
-    total += Counts(0, 0, (hw + 1) * c)
-    total += Counts(c * arch.num_classes + arch.num_classes, c * arch.num_classes,
-                    c * arch.num_classes)
+    bias = arch.num_classes if arch.fc_bias else 0
+    total += Counts(c * arch.num_classes + bias, c * arch.num_classes, c * arch.num_classes)
     return total
 
 
@@ -139,8 +150,9 @@ def stage_table(arch: Arch) -> list[dict]:
                      "params": c.params, "madds": c.madds})
     c = head_counts(arch)
     last = arch.layers()[-1]
-    rows.append({"stage": "head", "block": f"conv1x1 ->{arch.head_ch}, pool, fc {arch.num_classes}"
-                 if arch.head_ch else f"pool, fc {arch.num_classes}",
+    mix = f", conv1x1 ->{arch.mix_ch}" if arch.mix_ch else ""
+    rows.append({"stage": "head", "block": f"conv1x1 ->{arch.head_ch}, pool{mix}, fc {arch.num_classes}"
+                 if arch.head_ch else f"pool{mix}, fc {arch.num_classes}",
                  "input": f"{last.out_h}x{last.out_w}x{last.out_ch}",
                  "output": f"{arch.num_classes}", "params": c.params, "madds": c.madds})
     return rows

@@ -22,8 +22,9 @@ from torch import nn
 
 from .arch import Arch, LayerConfig
 
-__all__ = ["BN_EPS", "BN_MOMENTUM", "ChannelShuffle", "ConvBN", "Head", "Layer", "Net",
-           "SqueezeExcite", "Stem", "activation", "init_weights"]
+__all__ = ["BN_EPS", "BN_MOMENTUM", "ChannelShuffle", "ConvBN", "HardSqueezeExcite", "Head",
+           "Layer", "MixHead", "Net", "SqueezeExcite", "Stem", "activation", "head_module",
+           "init_weights"]
 
 BN_MOMENTUM = 0.01
 BN_EPS = 1e-3
@@ -62,6 +63,30 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
+class HardSqueezeExcite(nn.Module):
+    """MobileNetV3's SE: ``x * hsigmoid(expand(act(reduce(avgpool(x)))))``, biased 1x1 convs.
+
+    A class of its own (not a :class:`SqueezeExcite`), so that exporters that only
+    know the sigmoid gate refuse it instead of writing the wrong gate.
+    """
+
+    def __init__(self, ch: int, squeeze: int, act: str):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(ch, squeeze, 1, bias=True)
+        self.act = activation(act)
+        self.expand = nn.Conv2d(squeeze, ch, 1, bias=True)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+
+
+def _se(lc: LayerConfig, ch: int) -> nn.Module:
+    cls = HardSqueezeExcite if lc.se_gate == "hsigmoid" else SqueezeExcite
+    return cls(ch, lc.se_ch, lc.se_inner_act)
+
+
 class ChannelShuffle(nn.Module):
     """ShuffleNet's channel shuffle over ``groups`` (after FBNet's grouped 1x1 conv)."""
 
@@ -85,10 +110,17 @@ class Layer(nn.Module):
         if lc.op == "skip":
             if not lc.is_identity:
                 mods.append(ConvBN(lc.in_ch, lc.out_ch, 1, lc.stride))
-        elif lc.op == "conv":
+        elif lc.op == "conv" or lc.is_single_conv:
             mods.append(ConvBN(lc.in_ch, lc.out_ch, lc.kernel, lc.stride, act=lc.act))
             if lc.se_ch:
-                mods.append(SqueezeExcite(lc.out_ch, lc.se_ch, lc.act))
+                mods.append(_se(lc, lc.out_ch))
+        elif lc.op in ("fused", "fusedp"):
+            mid = lc.mid_ch
+            s_kxk, s_proj = (lc.stride, 1) if lc.op == "fused" else (1, lc.stride)
+            mods.append(ConvBN(lc.in_ch, mid, lc.kernel, s_kxk, act=lc.act))
+            if lc.se_ch:
+                mods.append(_se(lc, mid))
+            mods.append(ConvBN(mid, lc.out_ch, 1, s_proj))
         else:
             mid = lc.mid_ch
             if lc.has_expand:
@@ -97,7 +129,7 @@ class Layer(nn.Module):
                     mods.append(ChannelShuffle(lc.groups))
             mods.append(ConvBN(mid, mid, lc.kernel, lc.stride, groups=mid, act=lc.act))
             if lc.se_ch:
-                mods.append(SqueezeExcite(mid, lc.se_ch, lc.act))
+                mods.append(_se(lc, mid))
             mods.append(ConvBN(mid, lc.out_ch, 1, groups=lc.groups))
         self.body = nn.Sequential(*mods)
         res = lc.residual
@@ -132,10 +164,39 @@ class Head(nn.Module):
         self.conv = ConvBN(lc.in_ch, lc.out_ch, 1, act=lc.act) if lc.out_ch else nn.Sequential()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(lc.out_ch or lc.in_ch, lc.num_classes)
+        self.classifier = nn.Linear(lc.out_ch or lc.in_ch, lc.num_classes, bias=lc.fc_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.pool(self.conv(x)).flatten(1)))
+
+
+class MixHead(nn.Module):
+    """MobileNetV3's head: 1x1 conv (when ``out_ch``) + BN + act, global pool, 1x1 mix
+    conv to ``mix_ch`` (bias, BN or neither per ``mix_norm``) + act, dropout, classifier.
+
+    Not a :class:`Head` subclass, so exporters that know only that head refuse it.
+    """
+
+    def __init__(self, lc: LayerConfig, dropout: float = 0.0):
+        super().__init__()
+        self.conv = ConvBN(lc.in_ch, lc.out_ch, 1, act=lc.act) if lc.out_ch else nn.Sequential()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        pooled = lc.out_ch or lc.in_ch
+        mix: list[nn.Module] = [nn.Conv2d(pooled, lc.mix_ch, 1, bias=lc.mix_norm == "bias")]
+        if lc.mix_norm == "bn":
+            mix.append(nn.BatchNorm2d(lc.mix_ch, eps=BN_EPS, momentum=BN_MOMENTUM))
+        mix.append(activation(lc.act))
+        self.mix = nn.Sequential(*mix)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(lc.mix_ch, lc.num_classes, bias=lc.fc_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.mix(self.pool(self.conv(x))).flatten(1)))
+
+
+def head_module(lc: LayerConfig, dropout: float = 0.0) -> nn.Module:
+    """The head module of an ``op='head'`` configuration (:class:`MixHead` with a mix conv)."""
+    return MixHead(lc, dropout) if lc.mix_ch else Head(lc, dropout)
 
 
 # Net's state-dict keys keep the flat layout of the first releases (checkpoints of
@@ -172,7 +233,7 @@ class Net(nn.Module):
         self.arch = arch
         self.stem = Stem(arch.stem_config())
         self.layers = nn.Sequential(*[Layer(lc) for lc in arch.layers()])
-        self.head = Head(arch.head_config(), dropout=arch.dropout)
+        self.head = head_module(arch.head_config(), dropout=arch.dropout)
         self.register_state_dict_post_hook(_flatten_keys)
         self.register_load_state_dict_pre_hook(_nest_keys)
 
@@ -205,5 +266,6 @@ def init_weights(model: nn.Module) -> nn.Module:
         elif isinstance(m, nn.Linear):
             bound = 1.0 / m.weight.shape[1] ** 0.5
             nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return model.eval()

@@ -13,6 +13,14 @@ consistent ``r1_k3_s11_e1_i8_o8_noskip``.
 mnasnet-a1-e{3,6}k{3,5}: the paper's Table 6 variants ("MBConv3 (k3x3) only" etc.),
 A1's layers and filters with every stage but the first set to one op; we keep the
 first stage and the SE choices, which the table does not specify.
+
+Beyond these, the registry holds the networks of :mod:`space.reference_mobile`
+(MobileNetV3 TF-slim and pytorchcv, pytorchcv's MobileNetV2, ProxylessNAS, SPNASNet,
+FBNet-C, EfficientNet-EdgeTPU) and the Once-for-All subnets of
+:mod:`space.reference_ofa` under their ``ofa_specialized`` names. :data:`SOURCES`
+names where each network's architecture comes from; :data:`ALIASES` maps further
+names (the ``pytorchcv`` model names of the mobile-ml-benchmark) to registry names,
+and :func:`get_reference` / :func:`resolve_arch` accept them.
 """
 from __future__ import annotations
 
@@ -20,6 +28,9 @@ import math
 
 from .arch import Arch, scale_width
 from .blockstring import parse_arch
+from .reference_mobile import MOBILE_ALIASES, MOBILE_REGISTRY, MOBILE_SOURCES, mobile_width_fns
+from .reference_ofa import SOURCE as OFA_SOURCE
+from .reference_ofa import ofa_registry
 
 _A1 = ("r1_k3_s11_e1_i32_o16_noskip,r2_k3_s22_e6_i16_o24,r3_k5_s22_e3_i24_o40_se0.25,"
        "r4_k3_s22_e6_i40_o80,r2_k3_s11_e6_i80_o112_se0.25,r3_k5_s22_e6_i112_o160_se0.25,"
@@ -72,10 +83,39 @@ def _build_registry() -> dict[str, Arch]:
             key = f"mobilenetv2-{m}" + ("" if r == 224 else f"-{r}")
             reg[key] = base.replace(resolution=r)
     reg["efficientnet-b0"] = parse_arch(_EFFB0)
+    for k, v in MOBILE_REGISTRY.items():
+        reg[k] = v
+    for k, v in ofa_registry().items():
+        reg[k] = v
     return {k: _named(v, k) for k, v in reg.items()}
 
 
 REFERENCE: dict[str, Arch] = _build_registry()
+
+_MNAS = ("MnasNet, Tan et al. CVPR'19 (arXiv 1807.11626); "
+         "https://github.com/tensorflow/tpu/tree/master/models/official/mnasnet")
+_MBV2 = ("MobileNetV2, Sandler et al. CVPR'18 (arXiv 1801.04381); "
+         "https://github.com/tensorflow/models/tree/master/research/slim/nets/mobilenet")
+
+
+def _source(name: str) -> str:
+    if name in MOBILE_SOURCES:
+        return MOBILE_SOURCES[name]
+    if name.startswith("mnasnet"):
+        return _MNAS
+    if name.startswith("mobilenetv2-"):
+        return _MBV2
+    if name.startswith("efficientnet-b0"):
+        return ("EfficientNet, Tan & Le ICML'19 (arXiv 1905.11946), as torchvision's efficientnet_b0")
+    return OFA_SOURCE
+
+
+#: where each registered network's architecture comes from (paper and code URL)
+SOURCES: dict[str, str] = {name: _source(name) for name in REFERENCE}
+#: further names (pytorchcv's, as in the mobile-ml-benchmark CSV) -> registry names
+ALIASES: dict[str, str] = dict(MOBILE_ALIASES)
+#: width variants that follow the release's own scaling rule instead of scale_width
+_WIDTH_FNS = mobile_width_fns()
 
 
 def reference_names() -> list[str]:
@@ -85,6 +125,8 @@ def reference_names() -> list[str]:
 
 def get_reference(name: str) -> Arch:
     """A reference architecture by name (``ValueError`` lists close names)."""
+    if name in ALIASES:
+        return REFERENCE[ALIASES[name]]
     try:
         return REFERENCE[name]
     except KeyError:
@@ -107,9 +149,14 @@ def variant(base: str | Arch, width: float | None = None, resolution: int | None
     """A width-multiplier and/or resolution variant of a reference network (or an ``Arch``).
 
     Widths scale with the release rounding (:func:`~space.arch.scale_width`; the head
-    too for MobileNetV2 above 1.0, as its release does). The result is named with
-    :func:`variant_name`, which :func:`resolve_arch` reads back.
+    too for MobileNetV2 above 1.0, as its release does); networks whose release scales
+    its own way (TF-slim MobileNetV3, pytorchcv's MobileNetV2/V3 ``_w1`` builds, whose
+    rule is ``int(c * m)`` or ``round_channels``) are rebuilt by that release's rule,
+    so ``variant("mobilenetv2_w1", 0.75)`` is pytorchcv's ``mobilenetv2_w3d4``. The
+    result is named with :func:`variant_name`, which :func:`resolve_arch` reads back.
     """
+    if isinstance(base, str) and base in ALIASES:
+        base = ALIASES[base]
     arch = get_reference(base) if isinstance(base, str) else base
     if not isinstance(arch, Arch):
         raise ValueError(f"expected a reference name or an Arch, got {type(base).__name__}")
@@ -121,7 +168,10 @@ def variant(base: str | Arch, width: float | None = None, resolution: int | None
                 not WIDTH_RANGE[0] <= width <= WIDTH_RANGE[1]:
             raise ValueError(f"width multiplier must be a number in {WIDTH_RANGE[0]}..{WIDTH_RANGE[1]}, "
                              f"got {width!r}")
-        arch = scale_width(arch, float(width), scale_head=bool(name and name.startswith("mobilenetv2")))
+        if name in _WIDTH_FNS:
+            arch = _WIDTH_FNS[name](float(width)).replace(resolution=arch.resolution)
+        else:
+            arch = scale_width(arch, float(width), scale_head=bool(name and name.startswith("mobilenetv2")))
     if resolution is not None:
         arch = arch.replace(resolution=resolution)
     return arch.replace(name=variant_name(name, width, resolution) if name else None)
@@ -157,6 +207,8 @@ def resolve_arch(text: str) -> Arch:
     text = text.strip()
     if text in REFERENCE:
         return REFERENCE[text]
+    if text in ALIASES:
+        return REFERENCE[ALIASES[text]]
     if "@" in text:
         return variant(*parse_variant(text))
     if "_" not in text:
