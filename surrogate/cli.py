@@ -398,8 +398,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("src", help="a <space>_ops.csv table or a LUT file (.yaml)")
     s.add_argument("dst", help="the LUT or <space>_ops.csv to write")
     s.add_argument("--act", default=None, choices=("relu", "relu6", "silu", "hswish"),
-                   help="activation to record for LUT imports (default: the LUT's '# act:' "
-                        "comment, else inferred from the space or network checked against)")
+                   help="activation of LUT entries whose key records none (default: the LUT's "
+                        "own: OFA MobileNetV3 keys' hs: field, else its '# act:' comment, else "
+                        "ReLU6 for the ProxylessNAS format)")
     s.add_argument("--space", default=None, help="check a LUT import's coverage against this "
                    "space (default: the space the destination <space>_ops.csv names)")
     s.add_argument("--arch", default=None, help="check a LUT import's coverage against this "

@@ -2,20 +2,24 @@
 
 The format is YAML-like text, one entry per operator with ``count``, ``mean`` and
 ``var`` (ms), keyed like
-``expanded_conv-input:HxWxC-output:HxWxC-expand:e-kernel:k-stride:s-idskip:b``.
-Entries and operator-table rows correspond as follows:
+``expanded_conv-input:HxWxC-output:HxWxC-expand:e-kernel:k-stride:s-idskip:b`` (the
+ProxylessNAS form; OFA's MobileNetV3 LUTs add ``-se:0|1-hs:0|1`` and give the expanded
+width in ``expand:``: :mod:`surrogate.lut_ofa`). Entries and operator-table rows
+correspond as follows:
 
-* ``expanded_conv`` (no SE, no h-swish) <-> an ``mbconv`` row (groups 1, no pooled skip);
+* ``expanded_conv`` <-> an ``mbconv`` row (groups 1, no pooled skip; export: no SE);
 * ``Conv`` (the 3x3 first conv) <-> the ``stem`` row;
-* ``Conv_1`` (feature-mix 1x1 conv) + ``AvgPool2D`` (if present) + ``Logits`` <-> one
-  ``head`` row (head conv + pool + classifier, measured together here). Export writes
-  the whole head time on ``Conv_1`` and a zero ``Logits``; a ``Logits`` with no
-  ``Conv_1`` before it is a head without a 1x1 conv (``head_ch`` 0).
+* ``Conv_1`` (feature-mix / final-expand 1x1 conv) + ``AvgPool2D`` (if present) +
+  ``Conv_2`` (OFA MobileNetV3's feature mix, if present) + ``Logits`` <-> one ``head``
+  row (measured together here). Export writes the whole head time on ``Conv_1`` and a
+  zero ``Logits``; a ``Logits`` with no ``Conv_1`` before it is a head without a 1x1
+  conv (``head_ch`` 0).
 
-The LUT does not record the activation (nor the rounding of expanded widths).
-Export writes them in ``# act: NAME`` (and ``# expand_divisor: N``) comments, which
-import reads; otherwise import infers it from the space or network
-it is checked against (:func:`import_lut`), and reports coverage.
+The activation comes from the file: an MBv3 key's ``hs:`` field (stem and head
+h-swish), else its ``# act: NAME`` comment (export writes one, and
+``# expand_divisor: N``), else the ProxylessNAS format's ReLU6. :func:`import_lut`
+checks it against the space or network it is imported for, warns naming both when
+they differ, and reports coverage.
 """
 from __future__ import annotations
 
@@ -30,18 +34,18 @@ from typing import Iterable, Mapping, Sequence
 
 from space.arch import ACTS, LayerConfig, conv_out
 
+from .lut_ofa import MBV3_ACT, PROXYLESS_ACT, lut_family, mbconv_config
 from .tables import LEGACY_CLOCK, LEGACY_ESTIMATOR, TableError, op_row_key
 
 __all__ = ["LutImport", "convert_file", "export_lut", "import_lut", "lut_act", "lut_key", "lut_target",
            "lut_to_rows", "parse_lut"]
 
 _DIMS = r"(\d+)x(\d+)x(\d+)"
-_LUT_KEY = re.compile(
-    rf"^expanded_conv-input:{_DIMS}-output:{_DIMS}-expand:(\d+)-kernel:(\d+)"
-    r"-stride:(\d+)-idskip:([01])(?:-se:0-hs:0)?$")
 _CONV_KEY = re.compile(rf"^(Conv|Conv_1)-input:{_DIMS}-output:{_DIMS}$")
 _POOL_KEY = re.compile(rf"^AvgPool2D-input:{_DIMS}-output:1x1x(\d+)$")
 _LOGITS_KEY = re.compile(rf"^Logits-input:{_DIMS}-output:(\d+)$")
+_MIX_KEY = re.compile(r"^Conv_2-input:1x1x(\d+)-output:1x1x(\d+)$")
+_FLOW = re.compile(r"^(\S+):\s*\{(.*)\}\s*$")  # PyYAML's flow style: KEY: {count: 1, mean: 2, var: 3}
 _ANY_LUT_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*-input:\d+x\d+x\d+(-[A-Za-z_]+:[0-9x.]+)*$")
 _ACT_COMMENT = re.compile(r"^#\s*act:\s*([A-Za-z0-9_]+)\s*$")
 _DIV_COMMENT = re.compile(r"^#\s*expand_divisor:\s*(\d+)\s*$")
@@ -112,30 +116,37 @@ def export_lut(rows: Iterable[Mapping]) -> tuple[str, int]:
 
 
 def parse_lut(text: str, source: str = "<lut>") -> dict[str, dict]:
-    """OFA LUT text (the YAML subset those files use) -> ``{key: {count, mean, var}}``."""
+    """OFA LUT text (the YAML subset those files use: block or PyYAML's flow style per
+    entry) -> ``{key: {count, mean, var}}``."""
     out: dict[str, dict] = {}
     cur = None
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
+        fields = [line.strip()]
         if not line.startswith((" ", "\t")):
-            key = line.rstrip().rstrip(":").strip()
+            flow = _FLOW.match(line.strip())
+            key = flow.group(1) if flow else line.rstrip().rstrip(":").strip()
             if not _ANY_LUT_KEY.match(key):
                 raise TableError(f"{source}:{lineno}: not a LUT key such as "
                                  f"'expanded_conv-input:HxWxC-output:...': {key[:80]!r}")
             if key in out:
                 raise TableError(f"{source}:{lineno}: duplicate LUT key {key!r}")
             cur = out.setdefault(key, {})
-            continue
+            if not flow:
+                continue
+            fields = flow.group(2).split(",")
         if cur is None:
             raise TableError(f"{source}:{lineno}: value before any key")
-        name, _, val = line.strip().partition(":")
-        if name not in ("count", "mean", "var"):
-            raise TableError(f"{source}:{lineno}: unknown LUT field {name!r} (count, mean, var)")
-        try:
-            cur[name] = int(val) if name == "count" else float(val)
-        except ValueError:
-            raise TableError(f"{source}:{lineno}: {name} must be a number, got {val.strip()!r}") from None
+        for field_ in fields:
+            name, _, val = field_.strip().partition(":")
+            if name not in ("count", "mean", "var"):
+                raise TableError(f"{source}:{lineno}: unknown LUT field {name!r} (count, mean, var)")
+            try:
+                cur[name] = int(val) if name == "count" else float(val)
+            except ValueError:
+                raise TableError(f"{source}:{lineno}: {name} must be a number, "
+                                 f"got {val.strip()!r}") from None
     for k, v in out.items():
         if set(v) != {"count", "mean", "var"}:
             raise TableError(f"{source}: entry {k!r} lacks {sorted({'count', 'mean', 'var'} - set(v))}")
@@ -165,8 +176,14 @@ def _row(lc: LayerConfig, mean: float, var: float, count: int) -> dict:
             "ref_ms": math.nan, "measured_at": "imported"}
 
 
-def _configs(lut: Mapping[str, Mapping], act: str, divisor: int = 1) -> tuple[list, Counter]:
-    """``[(LayerConfig, mean, var, count)]`` and the count of entries left out, by name."""
+def _configs(lut: Mapping[str, Mapping], act: str | None = None,
+             divisor: int = 1) -> tuple[list, Counter]:
+    """``[(LayerConfig, mean, var, count, entry keys)]`` and the entries left out, by name.
+
+    ``act``: the activation of entries whose key records none (None: the format's, ReLU6
+    for ProxylessNAS keys, h-swish for the stem and head of an OFA MobileNetV3 LUT).
+    """
+    act = act or (MBV3_ACT if lut_family(lut) == "mbv3" else PROXYLESS_ACT)
     out, used, left = [], set(), Counter()
     common = dict(se=0.0, groups=1, act=act)
     heads: dict[tuple[int, int, int], list[str]] = {}
@@ -176,14 +193,18 @@ def _configs(lut: Mapping[str, Mapping], act: str, divisor: int = 1) -> tuple[li
             h, w, c, _ = (int(x) for x in m.groups())
             heads.setdefault((h, w, c) if h > 1 else (0, 0, c), []).append(key)
     pools = {(int(m.group(1)), int(m.group(3))): k for k in lut if (m := _POOL_KEY.match(k))}
+    mixes: dict[int, list[tuple[str, int]]] = {}
+    for key in lut:
+        if m := _MIX_KEY.match(key):
+            mixes.setdefault(int(m.group(1)), []).append((key, int(m.group(2))))
     for key, v in lut.items():
-        mean, var, count = float(v["mean"]), float(v["var"]), int(v["count"])
-        if m := _LUT_KEY.match(key):
-            h, w, cin, _, _, cout, e, k, s, skip = (int(x) for x in m.groups())
-            same = skip and s == 1 and cin == cout
-            lc = LayerConfig(op="mbconv", h=h, w=w, in_ch=cin, out_ch=cout, kernel=k, stride=s,
-                             expand=e, skip="identity" if same else "none",
-                             expand_divisor=divisor, **common)
+        parts = [key]
+        if key.startswith("expanded_conv-"):
+            try:
+                lc = mbconv_config(key, act, divisor)
+            except ValueError as exc:
+                left[f"expanded_conv ({exc})"] += 1
+                continue
         elif (m := _CONV_KEY.match(key)) and m.group(1) == "Conv":
             h, w, cin, oh, _, cout = (int(x) for x in m.groups()[1:])
             s = 2 if oh < h else 1
@@ -192,25 +213,30 @@ def _configs(lut: Mapping[str, Mapping], act: str, divisor: int = 1) -> tuple[li
                 continue
             lc = LayerConfig(op="stem", h=h, w=w, in_ch=cin, out_ch=cout, kernel=3, stride=s,
                              expand=1, skip="none", **common)
-        elif m := _CONV_KEY.match(key):  # Conv_1: the head conv, + pool + logits
+        elif m := _CONV_KEY.match(key):  # Conv_1: the head conv, + pool (+ Conv_2 mix) + logits
             h, w, cin, _, _, hc = (int(x) for x in m.groups()[1:])
-            lk = (heads.get((h, w, hc)) or heads.get((0, 0, hc)) or [None])[0]
+            lk, mk, mix = (heads.get((h, w, hc)) or [None])[0], None, 0
+            if lk is None:  # logits on the pooled vector, directly or after the mix conv
+                lk = (heads.get((0, 0, hc)) or [None])[0]
+                if lk is None:
+                    mk, mix, lk = next(((k2, c2, heads[(0, 0, c2)][0]) for k2, c2 in mixes.get(hc, [])
+                                        if (0, 0, c2) in heads), (None, 0, None))
+                parts.append(pools.get((h, hc)))
             if lk is None:
                 left["Conv_1 without Logits"] += 1
                 continue
-            used.add(lk)
-            pk = pools.get((h, hc)) if lk in heads.get((0, 0, hc), []) else None
-            parts = [v] + [lut[x] for x in (lk, pk) if x]
-            if pk:
-                used.add(pk)
-            mean, var = sum(float(p["mean"]) for p in parts), sum(float(p["var"]) for p in parts)
+            parts = [x for x in parts + [mk, lk] if x]
+            used.update(parts)
+            mean = sum(float(lut[x]["mean"]) for x in parts)
+            v = {"mean": mean, "var": sum(float(lut[x]["var"]) for x in parts), "count": v["count"]}
             lc = LayerConfig(op="head", h=h, w=w, in_ch=cin, out_ch=hc, kernel=1, stride=1,
-                             expand=1, skip="none", num_classes=int(lk.rsplit(":", 1)[1]), **common)
+                             expand=1, skip="none", num_classes=int(lk.rsplit(":", 1)[1]),
+                             mix_ch=mix, mix_norm="none" if mix else "bias", **common)
         else:
-            if not (_LOGITS_KEY.match(key) or _POOL_KEY.match(key)):
+            if not (_LOGITS_KEY.match(key) or _POOL_KEY.match(key) or _MIX_KEY.match(key)):
                 left[key.split("-", 1)[0]] += 1
             continue
-        out.append((lc, mean, var, count))
+        out.append((lc, float(v["mean"]), float(v["var"]), int(v["count"]), parts))
     for key, v in lut.items():  # a Logits on a feature map that no Conv_1 feeds: head_ch 0
         m = _LOGITS_KEY.match(key)
         if m and key not in used:
@@ -218,55 +244,66 @@ def _configs(lut: Mapping[str, Mapping], act: str, divisor: int = 1) -> tuple[li
             if h > 1:
                 out.append((LayerConfig(op="head", h=h, w=w, in_ch=c, out_ch=0, kernel=1, stride=1,
                                         expand=1, skip="none", num_classes=ncls, **common),
-                            float(v["mean"]), float(v["var"]), int(v["count"])))
+                            float(v["mean"]), float(v["var"]), int(v["count"]), [key]))
                 continue
-        if (m or _POOL_KEY.match(key)) and key not in used:
+        if (m or _POOL_KEY.match(key) or _MIX_KEY.match(key)) and key not in used:
             left[key.split("-", 1)[0]] += 1
     return out, left
 
 
-def lut_to_rows(lut: Mapping[str, Mapping], act: str = "relu", divisor: int = 1) -> list[dict]:
-    """LUT entries -> operator-table rows (mbconv, stem, head) with activation ``act``."""
-    if act not in ACTS:
+def lut_to_rows(lut: Mapping[str, Mapping], act: str | None = None, divisor: int = 1) -> list[dict]:
+    """LUT entries -> operator-table rows (mbconv, stem, head); ``act`` for the entries
+    whose key records no activation (None: the format's; see :func:`import_lut`)."""
+    if act is not None and act not in ACTS:
         raise ValueError(f"act must be one of {', '.join(ACTS)}; got {act!r}")
-    return [_row(*c) for c in _configs(lut, act, divisor)[0]]
+    return [_row(*c[:4]) for c in _configs(lut, act, divisor)[0]]
+
+
+_ACT_SOURCES = {"given": "given", "comment": "its '# act:' comment",
+                "format": "ProxylessNAS keys: ReLU6",
+                "keys": "OFA MobileNetV3 keys: hs:1 h-swish, hs:0 ReLU; stem and head h-swish"}
 
 
 @dataclass
 class LutImport:
-    """What :func:`import_lut` made of a LUT: rows, the activation used, coverage."""
+    """What :func:`import_lut` made of a LUT: rows, their activations, coverage."""
 
     rows: list[dict]
-    act: str
-    act_source: str  # "given", "comment" or "inferred"
+    act: str         # the rows' activation ("hswish+relu" when several)
+    act_source: str  # "given", "comment", "format" (ProxylessNAS keys) or "keys" (OFA MBv3 keys)
     left_out: dict[str, int]
     target: str | None = None
     target_ops: int = 0
-    matched_ops: int = 0
+    matched_ops: int = 0       # target operators the LUT covers
+    entries: int = 0           # LUT entries
+    matched_entries: int = 0   # LUT entries that make up the covered operators
+    target_acts: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    def coverage(self) -> str:
+        """``covers M of N operators of T (E of L LUT entries map to them)``."""
+        return (f"covers {self.matched_ops} of {self.target_ops} operators of {self.target} "
+                f"({self.matched_entries} of {self.entries} LUT entries map to them)")
 
     def summary(self) -> str:
         """One line: rows, activation, coverage, what was left out."""
         left = ", ".join(f"{n} {k}" for k, n in sorted(self.left_out.items())) or "none"
-        cov = (f"; covers {self.matched_ops} of {self.target_ops} operators of {self.target}"
-               if self.target else "")
-        return f"{len(self.rows)} rows, act {self.act} ({self.act_source}){cov}; left out: {left}"
-
-
-def _matches(rows: Sequence[Mapping], keys: set[str]) -> int:
-    return len(keys & {r["op_key"] for r in rows})
+        cov = f"; {self.coverage()}" if self.target else ""
+        return (f"{len(self.rows)} rows, act {self.act} ({_ACT_SOURCES[self.act_source]}){cov}; "
+                f"left out: {left}")
 
 
 def import_lut(text: str, *, act: str | None = None, target: Sequence[LayerConfig] | None = None,
                target_name: str = "the target", source: str = "<lut>") -> LutImport:
     """Parse a LUT and turn it into operator-table rows, checked against ``target``.
 
-    ``act``: the activation to record; None reads the ``# act:`` comment, else infers
-    it as the one under which most of ``target``'s operators (e.g.
-    ``space.operator_configs()`` or ``arch.ops()``) are found. A given or recorded
-    activation under which nothing matches, when another one would, is a warning
-    naming both counts; so is a coverage of 0. Raises ValueError when the activation
-    can be neither read nor inferred.
+    The activation is the file's: an OFA MobileNetV3 key's ``hs:`` field (its stem and
+    head h-swish), else the ``# act:`` comment, else ReLU6 (the ProxylessNAS format);
+    ``act`` overrides it for the entries whose key records none. ``target`` (e.g.
+    ``space.operator_configs()`` or ``arch.ops()``) only sets the expanded-width divisor
+    when the file records none, and is what coverage counts. When the rows hold an
+    activation no target operator has, a warning names both and the coverage; so does a
+    coverage of 0, with the activation that would match.
     """
     lut = parse_lut(text, source)
     if act is not None and act not in ACTS:
@@ -279,27 +316,29 @@ def import_lut(text: str, *, act: str | None = None, target: Sequence[LayerConfi
     src = "given" if act else "comment"
     act = act or lut_act(text)
     if act is None:
-        if not ops:
-            raise ValueError(f"{source}: the LUT does not record its activation: give act "
-                             f"(relu6 for ProxylessNAS/OFA MobileNetV2 LUTs) or a space or "
-                             f"network to infer it from")
-        by_act = {a: _matches(lut_to_rows(lut, a, div), keys) for a in ACTS}
-        modal = Counter(lc.act for lc in ops).most_common(1)[0][0]
-        act = max(ACTS, key=lambda a: (by_act[a], a == modal))
-        src = "inferred"
+        src = "keys" if lut_family(lut) == "mbv3" else "format"
     configs, left = _configs(lut, act, div)
-    res = LutImport(rows=[_row(*c) for c in configs], act=act, act_source=src,
-                    left_out=dict(left), target=target_name if ops else None,
-                    target_ops=len(keys))
+    rows = [_row(*c[:4]) for c in configs]
+    acts = sorted({r["act"] for r in rows}) or [act or PROXYLESS_ACT]
+    res = LutImport(rows=rows, act="+".join(acts), act_source=src, left_out=dict(left),
+                    target=target_name if ops else None, target_ops=len(keys), entries=len(lut))
     if ops:
-        res.matched_ops = _matches(res.rows, keys)
-        if res.matched_ops == 0:
-            others = {a: _matches(lut_to_rows(lut, a, div), keys) for a in ACTS if a != act}
-            best = max(others, key=others.get)
-            hint = (f"; with act {best}, {others[best]} match" if others[best]
-                    else "; no activation makes any match (other shapes or widths)")
-            res.warnings.append(f"{source}: 0 of {len(keys)} operators of {target_name} match "
-                                f"the LUT's {len(lut)} entries under act {act}{hint}")
+        hit = [c for c in configs if c[0].key() in keys]
+        res.matched_ops = len({c[0].key() for c in hit})
+        res.matched_entries = len({k for c in hit for k in c[4]})
+        res.target_acts = sorted({lc.act for lc in ops})
+        foreign = [a for a in acts if a not in res.target_acts]
+        if foreign or not res.matched_ops:
+            what = (f"the LUT's activation {'+'.join(foreign)} ({_ACT_SOURCES[src]}) is not that "
+                    f"of {target_name} ({'+'.join(res.target_acts)}): it " if foreign else "the LUT ")
+            hint = ""
+            if not res.matched_ops:
+                others = {a: len(keys & {r["op_key"] for r in lut_to_rows(lut, a, div)})
+                          for a in ACTS if a not in acts}
+                best = max(others, key=others.get)
+                hint = (f"; with act {best}, {others[best]} match" if others[best]
+                        else "; no activation makes any match (other shapes or widths)")
+            res.warnings.append(f"{source}: {what}{res.coverage()} under act {res.act}{hint}")
     for w in res.warnings:
         warnings.warn(w, stacklevel=2)
     return res

@@ -66,18 +66,25 @@ def test_proxyless_head_sums_conv1_pool_and_logits():
     assert res.left_out == {"Conv_2": 1}
 
 
-def test_activation_inferred_from_target_and_mismatch_warned():
+def test_activation_read_from_file_and_mismatch_warned():
     text = _strip_comments(export_lut(_rows(MBV2))[0])
-    with pytest.raises(ValueError, match="does not record its activation"):
-        import_lut(text)
+    res = import_lut(text)  # no comment: the ProxylessNAS format's ReLU6, whatever the target
+    assert (res.act, res.act_source) == ("relu6", "format") and res.target is None
     res = import_lut(text, target=MBV2.ops(), target_name="mobilenetv2-1.0")
-    assert res.act == "relu6" and res.act_source == "inferred" and res.matched_ops == res.target_ops
-    with pytest.warns(UserWarning, match=r"0 of \d+ operators of mobilenetv2-1.0 .*act relu6, \d+ match"):
+    assert res.act == "relu6" and res.act_source == "format" and res.matched_ops == res.target_ops
+    with pytest.warns(UserWarning, match=r"activation relu \(given\) is not that of mobilenetv2-1.0 "
+                                         r"\(relu6\): it covers 0 of \d+ .*with act relu6, \d+ match"):
         bad = import_lut(text, act="relu", target=MBV2.ops(), target_name="mobilenetv2-1.0")
     assert bad.matched_ops == 0 and bad.rows  # rows are still written, as asked
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         import_lut(text, act="relu6", target=MBV2.ops())
+    # the '# act:' comment export writes is the file's activation too
+    relu_rows = [{**r, "act": "relu", "op_key": r["op_key"].replace("_relu6", "_relu")}
+                 for r in _rows(MBV2)]
+    with pytest.warns(UserWarning, match=r"relu \(its '# act:' comment\) is not that of mbv2 \(relu6\)"):
+        res = import_lut(export_lut(relu_rows)[0], target=MBV2.ops(), target_name="mbv2")
+    assert (res.act, res.act_source, res.matched_ops) == ("relu", "comment", 0)
 
 
 def test_lut_to_rows_rejects_unknown_act():
@@ -115,10 +122,12 @@ def test_cli_relu_default_on_relu6_lut_warns(tmp_path, capsys):
     assert "warning: " in err and "0 of" in err and "relu6" in err
     dst.unlink()
     assert main(["table", "convert", str(lut), str(dst), "--arch", "mobilenetv2-1.0"]) == 0
-    assert "act relu6 (inferred)" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "act relu6 (ProxylessNAS keys: ReLU6)" in out and not err
     dst.unlink()
-    rc = main(["table", "convert", str(lut), str(tmp_path / "custom_ops.csv")])
-    assert rc == 2 and "activation" in capsys.readouterr().err
+    # no space or network to check against: the file's own activation all the same
+    assert main(["table", "convert", str(lut), str(tmp_path / "custom_ops.csv")]) == 0
+    assert "act relu6 (ProxylessNAS keys: ReLU6)" in capsys.readouterr().out
 
 
 def test_mnasnet_space_coverage_is_reported():

@@ -187,8 +187,9 @@ def test_04_research_workflow(kernel_env):
     assert s["a1_w075_r192_measured_ops"] + s["a1_w075_r192_modelled_ops"] == n_ops
     assert 0 < s["a1_w075_r192_ms"] < s["a1_ms"] and s["a1_w075_r192_madds"] == count(a).madds
     assert s["b1_w075_params"] == 3_170_208  # SPEC: MnasNet-B1 x0.75, the multiplier scales channels
-    # (e) LUT: activation inferred, every operator covered, the sum equals the table's
-    assert (s["lut_act"], s["lut_act_source"]) == (get_space("anb").arch_defaults["act"], "inferred")
+    # (e) LUT: activation read from the file's own comments, every operator covered, the
+    # sum equals the table's
+    assert (s["lut_act"], s["lut_act_source"]) == (get_space("anb").arch_defaults["act"], "comment")
     assert s["lut_matched_ops"] == s["lut_target_ops"] > 0 and s["lut_missing"] == 0
     assert s["lut_sum_ms"] > 0 and abs(s["lut_sum_ms"] - s["table_sum_ms"]) < 1e-9
     assert _images(cells) >= 1
