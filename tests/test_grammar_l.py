@@ -169,11 +169,14 @@ def test_shipped_table_keys_unchanged():
 
 
 def test_space_layer_keys_unchanged_by_new_defaults():
-    """Every op of every search space has no new key part (defaults add nothing)."""
+    """Every op of every space that predates the new forms has no new key part (defaults
+    add nothing); the OFA MobileNetV3 spaces use them by design."""
     from space import get_space, space_names
 
     new_parts = ("_m", "_sem", "_sed", "_sehs", "mix", "nofcbias", "fused")
-    for name in space_names():
+    old_spaces = [n for n in space_names() if not n.startswith("ofa-")]
+    assert {"mnasnet", "mnasnet-paper", "anb", "fbnet", "nasbench-macro"} <= set(old_spaces)
+    for name in old_spaces:
         sp = get_space(name)
         for lc in sp.operator_configs():
             k = lc.key()

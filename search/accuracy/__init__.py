@@ -17,6 +17,10 @@ Modules
     re-creates it from the benchmark CSV.
 ``macro``
     :class:`MacroAccuracy`: exact NAS-Bench-Macro mean test accuracy (CIFAR-10).
+``ofa``
+    :class:`OFAAccuracy`: Once-for-All's published ImageNet accuracy predictor (an MLP
+    state dict the user gives, ``ofa/acc_predictor.pth`` of ``han-cai/files``) on the
+    ``ofa-mbv3-w1.2`` space.
 ``proxy``
     ``proxy-train``: real short training (``search.train.proxy``; needs ``data``
     and torch, so it is imported on first use).
@@ -37,6 +41,7 @@ from .anb import (ANB_ANCHOR, ANB_DEFAULT_SEED, ANB_FILE, ANB_META_NAME, ANB_MOD
                   load_anb_meta, package_data_dir, regression_metrics, train_anb_xgb)
 from .base import ENV_BENCHMARKS, AccuracyObjective, ArchLike, JsonlCache, resolve_benchmark_file
 from .macro import MACRO_FILE, MACRO_SUBDIR, MacroAccuracy
+from .ofa import OFA_FILE, OFA_SUBDIR, OFAAccuracy
 
 #: names of ``search.accuracy.proxy`` (torch) served on first access
 _PROXY_NAMES = ("DEFAULT_CACHE_DIR", "ProxyTrainAccuracy", "proxy_accuracy", "proxy_cache_path")
@@ -63,9 +68,18 @@ def _macro(data: Any = None, json_path: str | os.PathLike | None = None,
     return MacroAccuracy(json_path if json_path is not None else data, cache_path)
 
 
+def _ofa(data: Any = None, accuracy_file: str | os.PathLike | None = None,
+         cache_path: str | os.PathLike | None = None, image_sizes: Any = None,
+         space: str = "ofa-mbv3-w1.2") -> OFAAccuracy:
+    # the predictor file: accuracy_file (--accuracy-file), else data (--data)
+    return OFAAccuracy(accuracy_file if accuracy_file is not None else data, cache_path,
+                       image_sizes=image_sizes, space=space)
+
+
 _REGISTRY: dict[str, Callable[..., AccuracyObjective]] = {
     "anb": _anb,
     "macro": _macro,
+    "ofa": _ofa,
     "proxy-train": _proxy_train,
 }
 
@@ -86,7 +100,8 @@ def register_accuracy(name: str, factory: Callable[..., AccuracyObjective]) -> N
 
 def get_accuracy(name: str, **kw: Any) -> AccuracyObjective:
     """An accuracy objective by name: ``'anb'`` (model_path, cache_path), ``'macro'``
-    (json_path or data, cache_path), ``'proxy-train'`` (data, ...)."""
+    (json_path or data, cache_path), ``'ofa'`` (accuracy_file or data, cache_path,
+    image_sizes, space), ``'proxy-train'`` (data, ...)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown accuracy {name!r}; expected one of {', '.join(_REGISTRY)}")
     factory = _REGISTRY[name]
@@ -110,8 +125,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ANB_ANCHOR", "ANB_DEFAULT_SEED", "ANB_FILE", "ANB_META_NAME", "ANB_MODEL_NAME",
     "ANB_SPLIT_FRACTIONS", "ANB_SUBDIR", "ANB_XGB_PARAMS", "ENV_BENCHMARKS", "MACRO_FILE",
-    "MACRO_SUBDIR", "META_FORMAT", "AccuracyObjective", "AnbAccuracy", "ArchLike", "JsonlCache",
-    "MacroAccuracy", "accuracy_names", "anb_feature_spec", "anb_features", "anb_split",
-    "fit_anb_accuracy", "get_accuracy", "load_anb_csv", "load_anb_meta", "package_data_dir",
-    "register_accuracy", "regression_metrics", "resolve_benchmark_file", "train_anb_xgb",
+    "MACRO_SUBDIR", "META_FORMAT", "OFA_FILE", "OFA_SUBDIR", "AccuracyObjective", "AnbAccuracy",
+    "ArchLike", "JsonlCache", "MacroAccuracy", "OFAAccuracy", "accuracy_names",
+    "anb_feature_spec", "anb_features", "anb_split", "fit_anb_accuracy", "get_accuracy",
+    "load_anb_csv", "load_anb_meta", "package_data_dir", "register_accuracy",
+    "regression_metrics", "resolve_benchmark_file", "train_anb_xgb",
 ]  # the proxy names are left out, so that ``import *`` does not load torch

@@ -8,6 +8,7 @@ from .base import Decision, SearchSpace
 from .fbnet import FBNetSpace
 from .macro import MacroSpace
 from .mnasnet import MnasNetSpace, mnasnet_paper_space, mnasnet_space
+from .ofa import OFAMobileNetV3Space, ofa_mbv3_space, ofa_mbv3_w12_space
 
 _FACTORIES: dict[str, Callable[[], SearchSpace]] = {
     "mnasnet": mnasnet_space,
@@ -15,6 +16,8 @@ _FACTORIES: dict[str, Callable[[], SearchSpace]] = {
     "anb": AnbSpace,
     "fbnet": FBNetSpace,
     "nasbench-macro": MacroSpace,
+    "ofa-mbv3": ofa_mbv3_space,
+    "ofa-mbv3-w1.2": ofa_mbv3_w12_space,
 }
 _INSTANCES: dict[str, SearchSpace] = {}
 
@@ -33,5 +36,5 @@ def get_space(name: str) -> SearchSpace:
     return _INSTANCES[name]
 
 
-__all__ = ["AnbSpace", "Decision", "FBNetSpace", "MacroSpace", "MnasNetSpace", "SearchSpace",
-           "get_space", "space_names"]
+__all__ = ["AnbSpace", "Decision", "FBNetSpace", "MacroSpace", "MnasNetSpace",
+           "OFAMobileNetV3Space", "SearchSpace", "get_space", "space_names"]
