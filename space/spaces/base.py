@@ -9,6 +9,13 @@ per-layer operator configurations a latency table must cover.
 Equivalent index vectors (that build the same network) share one canonical form;
 :meth:`SearchSpace.to_arch` always builds the canonical network, and
 :meth:`SearchSpace.from_arch` returns canonical indices.
+
+Per-position lookup tables (:class:`~surrogate.predict.compiled.CompiledSpace`) read a
+space through :meth:`SearchSpace.position_states` and :meth:`SearchSpace.position_layers`:
+a *state* is what a position's layers depend on besides its own choices (``(spatial
+size, width)`` by default; more where a space needs it). A space may make the input
+resolution a decision (:attr:`SearchSpace.resolution_decision`): it is then the first
+position, on its own, and its layers are the stem at that resolution.
 """
 from __future__ import annotations
 
@@ -48,6 +55,9 @@ class SearchSpace:
     positions: tuple[tuple[Decision, ...], ...] = ()
     #: architecture-level settings shared by every member
     arch_defaults: dict = {}
+    #: index of the decision picking the input size (choices in pixels), None where
+    #: ``arch_defaults`` fixes it; it must be the first position, on its own
+    resolution_decision: int | None = None
 
     # -- structure ----------------------------------------------------------------
     @property
@@ -133,22 +143,63 @@ class SearchSpace:
         blocks: list[Block] = []
         cin = self.arch_defaults.get("stem_ch", 32)
         offs = self._offsets()
+        rp = self._resolution_position()
         for p, pos in enumerate(self.positions):
+            if p == rp:
+                continue
             b = self._make_block(p, vals[offs[p]: offs[p] + len(pos)], cin)
             if b is not None:
                 blocks.append(b)
                 cin = b.out_ch
-        return Arch(blocks=tuple(blocks), **self.arch_defaults)
+        res = {} if rp is None else {"resolution": self.resolutions[vals[rp]]}
+        return Arch(blocks=tuple(blocks), **self.arch_defaults, **res)
 
-    def position_inputs(self) -> list[tuple[int, list[int]]]:
-        """Per position: its input spatial size and the possible input widths."""
-        stub = Arch(blocks=(Block(1, 3, 1, 1, self.arch_defaults.get("stem_ch", 32), 8),),
-                    **self.arch_defaults)
+    # -- resolution as a decision ----------------------------------------------------
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        """The input sizes of the members: the resolution decision's choices, or the fixed one."""
+        if self.resolution_decision is None:
+            return (int(self.arch_defaults.get("resolution", 224)),)
+        return tuple(int(r) for r in self.decisions[self.resolution_decision].choices)
+
+    def _resolution_position(self) -> int | None:
+        """The position of the resolution decision (0), None without one; checks the layout."""
+        rd = self.resolution_decision
+        if rd is None:
+            return None
+        if rd != 0 or len(self.positions[0]) != 1:
+            raise ValueError(f"{self.name}: the resolution decision must be the first position, "
+                             f"on its own (decision {rd}, first position of "
+                             f"{len(self.positions[0])} decisions)")
+        return 0
+
+    def _stub(self, resolution: int | None = None) -> Arch:
+        """A one-block network with the space's settings (at ``resolution`` if given)."""
+        kw = dict(self.arch_defaults)
+        if resolution is not None:
+            kw["resolution"] = int(resolution)
+        elif self.resolution_decision is not None:
+            raise ValueError(f"{self.name}: the resolution is a decision; give resolution=")
+        return Arch(blocks=(Block(1, 3, 1, 1, self.arch_defaults.get("stem_ch", 32), 8),), **kw)
+
+    def position_inputs(self, resolution: int | None = None) -> list[tuple[int, list[int]]]:
+        """Per position: its input spatial size and the possible input widths.
+
+        With a resolution decision, ``resolution`` (pixels) is required and the resolution
+        position passes the stem's output on.
+        """
+        rp = self._resolution_position()
+        if resolution is not None and rp is None:
+            raise ValueError(f"{self.name}: the resolution is fixed "
+                             f"({self.arch_defaults.get('resolution', 224)}), not a decision")
+        stub = self._stub(resolution)
         size = stub.stem_out()
         ins: set[int] = {self.arch_defaults.get("stem_ch", 32)}
         out = []
         for p, pos in enumerate(self.positions):
             out.append((size, sorted(ins)))
+            if p == rp:
+                continue
             nxt: set[int] = set()
             sizes: set[int] = set()
             for sub in _product([d.n for d in pos]):
@@ -178,6 +229,54 @@ class SearchSpace:
         first, *rest = _layers_at(a, b, size)
         return (first,) + tuple(rest) * (b.repeats - 1)
 
+    # -- per-position tables -------------------------------------------------------
+    def position_states(self) -> list[list[tuple]]:
+        """Per position, then once more for the head: the sorted states members reach it in.
+
+        A state is a tuple ``(spatial size, width, ...)``. By default it is ``(size, width)``
+        from :meth:`position_inputs`; with a resolution decision the first position starts
+        from the one state ``(0, 0)`` (before the stem) and later positions take the
+        states of every resolution. Spaces whose layers depend on more (say an earlier
+        depth choice) override this and :meth:`position_layers`.
+        """
+        if self._resolution_position() is None:
+            return [[(size, w) for w in widths] for size, widths in self.position_inputs()]
+        per = [self.position_inputs(resolution=r) for r in self.resolutions]
+        out: list[list[tuple]] = [[(0, 0)]]
+        for p in range(1, len(self.positions) + 1):
+            out.append(sorted({(ins[p][0], w) for ins in per for w in ins[p][1]}))
+        return out
+
+    def position_layers(self, pos: int, sub: tuple[int, ...], state: tuple) -> tuple[tuple[LayerConfig, ...], tuple]:
+        """(layers, next state): what position ``pos`` builds with choices ``sub`` from
+        ``state`` (the stem, at a resolution position; identity layers included) and the
+        state it hands on."""
+        if pos == self._resolution_position():
+            stem = self._stub(self.resolutions[sub[0]]).stem_config()
+            return (stem,), (stem.out_h, stem.out_ch)
+        size, cin = state[:2]
+        layers = self.block_layers(pos, sub, cin, size)
+        if not layers:
+            return (), (size, cin)
+        return layers, (layers[-1].out_h, layers[-1].out_ch)
+
+    def stem_config(self) -> LayerConfig | None:
+        """The stem every member shares; None when the resolution is a decision (the
+        resolution position's layers are then the stem)."""
+        if self.resolution_decision is not None:
+            return None
+        return self._stub().stem_config()
+
+    def head_config(self, state: tuple) -> LayerConfig:
+        """The head (conv, pool, mix conv, classifier) after the last position in ``state``."""
+        size, cin = state[:2]
+        d = self.arch_defaults
+        return LayerConfig(op="head", h=size, w=size, in_ch=cin, out_ch=d.get("head_ch", 1280),
+                           kernel=1, stride=1, expand=1, se=0.0, skip="none", groups=1,
+                           act=d.get("act", "relu"), num_classes=d.get("num_classes", 1000),
+                           mix_ch=d.get("mix_ch", 0), mix_norm=d.get("mix_norm", "bias"),
+                           fc_bias=d.get("fc_bias", True))
+
     def from_arch(self, arch: Arch) -> tuple[int, ...]:
         """Canonical index vector of a network of this space (``ValueError`` if none)."""
         found = self._search_indices(arch)
@@ -196,7 +295,14 @@ class SearchSpace:
         blocks = list(arch.blocks)
         cin = arch.stem_ch
         out: list[int] = []
+        rp = self._resolution_position()
         for p, pos in enumerate(self.positions):
+            if p == rp:
+                if arch.resolution not in self.resolutions:
+                    raise ValueError(f"architecture is not in space {self.name!r}: resolution "
+                                     f"{arch.resolution} is not one of {list(self.resolutions)}")
+                out.append(self.resolutions.index(arch.resolution))
+                continue
             want = blocks[0] if blocks else None
             match = empty = None
             for sub in _product([d.n for d in pos]):
@@ -297,26 +403,24 @@ class SearchSpace:
         Identity layers (which compute nothing) are left out. Sorted by key.
         """
         seen: dict[str, LayerConfig] = {}
-        stub = Arch(blocks=(Block(1, 3, 1, 1, self.arch_defaults.get("stem_ch", 32), 8),),
-                    **self.arch_defaults)
-        stem = stub.stem_config()
-        seen[stem.key()] = stem
-        ins = self.position_inputs()
-        for p, pos in enumerate(self.positions):
-            size, widths = ins[p]
-            for sub in _product([d.n for d in pos]):
-                for cin in widths:
-                    for lc in self.block_layers(p, sub, cin, size)[:2]:  # first + one repeat
-                        if not lc.is_identity:
-                            seen.setdefault(lc.key(), lc)
-        size, finals = ins[-1]
-        for cin in finals:
-            lc = LayerConfig(op="head", h=size, w=size, in_ch=cin,
-                             out_ch=self.arch_defaults.get("head_ch", 1280), kernel=1, stride=1,
-                             expand=1, se=0.0, skip="none", groups=1,
-                             act=self.arch_defaults.get("act", "relu"),
-                             num_classes=self.arch_defaults.get("num_classes", 1000))
-            seen[lc.key()] = lc
+        rp = self._resolution_position()
+        for r in ([None] if rp is None else self.resolutions):
+            stem = self._stub(r).stem_config()
+            seen[stem.key()] = stem
+            ins = self.position_inputs(r)
+            for p, pos in enumerate(self.positions):
+                if p == rp:
+                    continue
+                size, widths = ins[p]
+                for sub in _product([d.n for d in pos]):
+                    for cin in widths:
+                        for lc in self.block_layers(p, sub, cin, size)[:2]:  # first + one repeat
+                            if not lc.is_identity:
+                                seen.setdefault(lc.key(), lc)
+            size, finals = ins[-1]
+            for cin in finals:
+                lc = self.head_config((size, cin))
+                seen[lc.key()] = lc
         return [seen[k] for k in sorted(seen)]
 
     def enumerate(self, limit: int = 1_000_000) -> Iterable[tuple[int, ...]]:

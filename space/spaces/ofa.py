@@ -42,9 +42,13 @@ w1.2) are members when their resolution is one of the 25 training sizes; four
 w1.2 subnets were fine-tuned and published at 228, 236, 240 and 260 and are members only
 of a space built with those resolutions (``OFAMobileNetV3Space(resolutions=...)``).
 
-The resolution is a decision, so per-position tables (:class:`CompiledSpace`) do not
-apply; :meth:`OFAMobileNetV3Space.operator_configs` lists every operator (stem, layers,
-head) of every member at every resolution for op tables.
+The resolution is a decision (:attr:`~space.spaces.base.SearchSpace.resolution_decision`,
+the first position, whose layers are the stem and the fixed first block at that size).
+Positions, for per-position tables (``CompiledSpace``): the resolution, then per stage its
+depth and its 4 layer slots (kernel, expansion), the decisions in the same order as the
+index vector. A state is ``(spatial size, width, depth of the current stage)``, so a slot
+beyond its stage's depth builds nothing. :meth:`OFAMobileNetV3Space.operator_configs` lists
+every operator (stem, layers, head) of every member at every resolution for op tables.
 """
 from __future__ import annotations
 
@@ -53,7 +57,7 @@ import itertools
 from typing import Mapping, Sequence
 
 from ..arch import Arch, Block, LayerConfig, expand_for, make_divisible
-from .base import Decision, SearchSpace
+from .base import Decision, SearchSpace, _product
 
 BASE_STAGE_WIDTH = (16, 16, 24, 40, 80, 112, 160, 960, 1280)
 STRIDES = (1, 2, 2, 2, 1, 2)             # first block, then the 5 stages
@@ -84,6 +88,8 @@ def ofa_layer(cin: int, cout: int, kernel: int, expand: int, stride: int, act: s
 class OFAMobileNetV3Space(SearchSpace):
     """OFA-MobileNetV3: resolution, then per stage depth {2,3,4} and 4 x (kernel, expansion)."""
 
+    resolution_decision = 0
+
     def __init__(self, width_mult: float = 1.0, resolutions: Sequence[int] = RESOLUTIONS,
                  name: str | None = None):
         if width_mult not in WIDTH_MULTS:
@@ -100,17 +106,16 @@ class OFAMobileNetV3Space(SearchSpace):
         w = [make_divisible(c * width_mult, 8) for c in BASE_STAGE_WIDTH]
         self.stem_ch, self.first_ch = w[0], w[1]
         self.stage_widths = tuple(w[2:7])
-        self.resolutions = res
         self.arch_defaults = {"stem_ch": w[0], "head_ch": w[7], "mix_ch": w[8],
                               "mix_norm": "none", "num_classes": 1000, "act": "hswish"}
         pos: list[tuple[Decision, ...]] = [(Decision("resolution", res),)]
-        for s in range(1, N_STAGES + 1):
-            stage = [Decision(f"s{s}_depth", DEPTHS)]
+        for s in range(1, N_STAGES + 1):  # the depth, then one position per layer slot
+            pos.append((Decision(f"s{s}_depth", DEPTHS),))
             for j in range(1, MAX_DEPTH + 1):
-                stage += [Decision(f"s{s}_l{j}_kernel", KERNELS),
-                          Decision(f"s{s}_l{j}_expand", EXPANDS)]
-            pos.append(tuple(stage))
+                pos.append((Decision(f"s{s}_l{j}_kernel", KERNELS),
+                            Decision(f"s{s}_l{j}_expand", EXPANDS)))
         self.positions = tuple(pos)
+        self._layer_memo: dict = {}
 
     # -- index vectors <-> Arch -------------------------------------------------------
     @staticmethod
@@ -275,14 +280,64 @@ class OFAMobileNetV3Space(SearchSpace):
                         seen.setdefault(lc.key(), lc)
         return [seen[k] for k in sorted(seen)]
 
-    def position_inputs(self):
-        raise ValueError(f"{self.name}: the resolution is a decision, so the per-position "
-                         f"tables of CompiledSpace do not apply; use operator_configs() and "
-                         f"Arch.ops()")
+    # -- per-position tables --------------------------------------------------------------------
+    def position_states(self) -> list[list[tuple]]:
+        """Per position (then the head): the sorted states ``(size, width, depth)`` members
+        reach it in; ``depth`` is the current stage's (0 outside a stage)."""
+        memo = self.__dict__.get("_states_memo")
+        if memo is None:
+            memo = [[(0, 0, 0)]]
+            for p, pos in enumerate(self.positions):
+                subs = list(_product([d.n for d in pos]))
+                memo.append(sorted({self.position_layers(p, sub, st)[1]
+                                    for st in memo[-1] for sub in subs}))
+            self.__dict__["_states_memo"] = memo
+        return [list(s) for s in memo]
+
+    def position_layers(self, pos: int, sub: tuple[int, ...], state: tuple) -> tuple[tuple[LayerConfig, ...], tuple]:
+        """(layers, next state) of position ``pos``: the resolution's stem and first block, a
+        stage's depth (no layers), or a layer slot (its layer where the depth reaches it)."""
+        if pos == 0:
+            stem, first = self._entry_layers(self.resolutions[sub[0]])
+            return (stem, first), (first.out_h, first.out_ch, 0)
+        s, slot = divmod(pos - 1, 1 + MAX_DEPTH)
+        size, cin, depth = state
+        if slot == 0:
+            return (), (size, cin, DEPTHS[sub[0]])
+        j = slot - 1
+        depth_after = 0 if j == MAX_DEPTH - 1 else depth
+        if j >= depth:
+            return (), (size, cin, depth_after)
+        lc = self._slot_layer(s, j, size, cin, KERNELS[sub[0]], EXPANDS[sub[1]])
+        return (lc,), (lc.out_h, lc.out_ch, depth_after)
+
+    def _entry_layers(self, resolution: int) -> tuple[LayerConfig, LayerConfig]:
+        """The stem and the fixed first block's layer at ``resolution``, as members have them."""
+        key = ("entry", resolution)
+        if key not in self._layer_memo:
+            a = self.to_arch([self.resolutions.index(resolution)] + [0] * (self.n_decisions - 1))
+            self._layer_memo[key] = (a.stem_config(), a.layers()[0])
+        return self._layer_memo[key]
+
+    def _slot_layer(self, s: int, j: int, size: int, cin: int, k: int, e: int) -> LayerConfig:
+        """Layer ``j`` of stage ``s`` (0-based) with kernel ``k``, expansion ``e`` on a
+        ``size`` x ``size`` input of ``cin`` channels (built as :meth:`to_arch` builds it)."""
+        key = (s, j, size, cin, k, e)
+        if key not in self._layer_memo:
+            b = ofa_layer(cin, self.stage_widths[s], k, e, STRIDES[s + 1] if j == 0 else 1,
+                          ACTS[s + 1], SE_STAGES[s + 1])
+            stub = Arch(blocks=(b,), **{**self.arch_defaults, "resolution": 64,
+                                        "stem_stride": 1, "stem_ch": cin})
+            self._layer_memo[key] = dataclasses.replace(stub.layers()[0], h=size, w=size)
+        return self._layer_memo[key]
+
+    def position_inputs(self, resolution=None):
+        raise ValueError(f"{self.name}: a layer's input depends on its stage's depth; the "
+                         f"per-position tables use position_states() and position_layers()")
 
     def block_layers(self, pos, sub, in_ch, size):
-        raise ValueError(f"{self.name}: a position is a whole stage of 2-4 layers; use "
-                         f"to_arch(idx).stage_layers()")
+        raise ValueError(f"{self.name}: a position is a depth or one layer slot; use "
+                         f"position_layers() or to_arch(idx).stage_layers()")
 
 
 def _ranges(vals: Sequence[int]) -> str:

@@ -1,12 +1,19 @@
 """A search space compiled into per-position lookup tensors.
 
 For each position ``p`` (a block, or a layer in layer-wise spaces) and each
-possible input width ``i``, every combination ``c`` of that position's choices
-gives a block whose operator latencies, MAdds and parameters are summed once, here:
-``lat[p][i, c]``, and the width it hands on, ``nxt[p][i, c]``. Evaluating a batch
-of index vectors is then a few gathers per position (vectorised TableSum, 10^6
-architectures per second), and the same tensors give the differentiable expected
-latency of a relaxed architecture (:mod:`surrogate.predict.differentiable`).
+possible input state ``i`` (:meth:`SearchSpace.position_states`: the spatial size and
+width, and whatever else a space's layers depend on), every combination ``c`` of that
+position's choices gives layers whose operator latencies, MAdds and parameters are
+summed once, here: ``lat[p][i, c]``, and the state it hands on, ``nxt[p][i, c]``.
+Evaluating a batch of index vectors is then a few gathers per position (vectorised
+TableSum, 10^6 architectures per second), and the same tensors give the differentiable
+expected latency of a relaxed architecture (:mod:`surrogate.predict.differentiable`).
+
+A space whose resolution is a decision (``ofa-mbv3``) starts with that decision's
+position, whose layers are the stem at that resolution; the state it hands on carries
+the spatial size, so a table sum is a gather over (resolution, position, choice) and the
+expected latency sums over the resolution's probabilities exactly. Such a compiled
+space has no shared stem (``stem`` None, ``stem_ms`` 0).
 """
 from __future__ import annotations
 
@@ -17,8 +24,15 @@ from typing import Callable
 import numpy as np
 
 from space.arch import LayerConfig
-from space.counting import layer_counts
+from space.counting import conv_counts, layer_counts
 from space.spaces.base import SearchSpace, _product
+
+
+def op_counts(lc: LayerConfig):
+    """MAdds / params of an operator of a position: a layer, or the stem conv."""
+    if lc.op == "stem":
+        return conv_counts(lc.in_ch, lc.out_ch, lc.kernel, lc.out_h * lc.out_w)
+    return layer_counts(lc)
 
 
 @dataclass
@@ -26,8 +40,7 @@ class Position:
     """Lookup tensors of one position, indexed ``[input_state, combo]``."""
 
     cards: tuple[int, ...]
-    size: int
-    in_widths: list[int]
+    states: list[tuple]      # input states (size, width, ...), the rows of the tensors
     lat: np.ndarray          # (n_in, n_combo) summed op latency, ms (nan if unknown)
     madds: np.ndarray        # (n_in, n_combo)
     params: np.ndarray       # (n_in, n_combo)
@@ -41,6 +54,11 @@ class Position:
         """Number of joint choice combinations at this position."""
         return int(np.prod(self.cards))
 
+    @property
+    def in_widths(self) -> list[int]:
+        """The input width of each state."""
+        return [s[1] for s in self.states]
+
 
 @dataclass
 class CompiledSpace:
@@ -49,17 +67,17 @@ class CompiledSpace:
     space: SearchSpace
     positions: list[Position]
     stem_ms: float
-    stem: LayerConfig
-    head_ms: np.ndarray           # (n_final_widths,)
+    stem: LayerConfig | None      # None: the stem is in the resolution position's layers
+    head_ms: np.ndarray           # (n_final_states,)
     heads: list[LayerConfig]
     offsets: list[int]
 
     def __post_init__(self) -> None:
-        from space.counting import conv_counts
-
         st = self.stem
-        c = conv_counts(st.in_ch, st.out_ch, st.kernel, st.out_h * st.out_w)
-        self.stem_counts = (c.madds, c.params)
+        self.stem_counts = (0, 0)
+        if st is not None:
+            c = conv_counts(st.in_ch, st.out_ch, st.kernel, st.out_h * st.out_w)
+            self.stem_counts = (c.madds, c.params)
         hm, hp = [], []
         for h in self.heads:
             m = p = 0
@@ -67,8 +85,12 @@ class CompiledSpace:
                 c = conv_counts(h.in_ch, h.out_ch, 1, h.h * h.w)
                 m, p = c.madds, c.params
             last = h.out_ch or h.in_ch
+            if h.mix_ch:  # MobileNetV3's 1x1 conv after the pool
+                c = conv_counts(last, h.mix_ch, 1, 1, bias=h.mix_norm == "bias",
+                                bn=h.mix_norm == "bn")
+                m, p, last = m + c.madds, p + c.params, h.mix_ch
             hm.append(m + last * h.num_classes)
-            hp.append(p + last * h.num_classes + h.num_classes)
+            hp.append(p + last * h.num_classes + (h.num_classes if h.fc_bias else 0))
         self.head_madds = np.array(hm, dtype=np.float64)
         self.head_params = np.array(hp, dtype=np.float64)
 
@@ -76,14 +98,15 @@ class CompiledSpace:
     def build(cls, space: SearchSpace, op_ms: Callable[[LayerConfig], float] | None = None) -> "CompiledSpace":
         """Compile ``space``; ``op_ms(lc)`` gives an operator's latency (nan if unknown)."""
         op_ms = op_ms or (lambda lc: math.nan)
-        ins = space.position_inputs()
+        all_states = space.position_states()
+        cache: dict[str, float] = {}
         positions = []
         for p, pos in enumerate(space.positions):
-            size, widths = ins[p]
-            next_widths = ins[p + 1][1]
+            states = all_states[p]
+            next_index = {s: i for i, s in enumerate(all_states[p + 1])}
             cards = tuple(d.n for d in pos)
             n_c = int(np.prod(cards))
-            shape = (len(widths), n_c)
+            shape = (len(states), n_c)
             lat = np.zeros(shape)
             madds = np.zeros(shape)
             params = np.zeros(shape)
@@ -91,47 +114,39 @@ class CompiledSpace:
             act = np.zeros(shape)
             nxt = np.zeros(shape, dtype=np.int64)
             missing: dict[str, LayerConfig] = {}
-            cache: dict[str, float] = {}
             for ci, sub in enumerate(_product(list(cards))):
-                for wi, cin in enumerate(widths):
-                    layers = space.block_layers(p, sub, cin, size)
-                    out_w = layers[-1].out_ch if layers else cin
-                    nxt[wi, ci] = next_widths.index(out_w)
+                for si, state in enumerate(states):
+                    layers, after = space.position_layers(p, sub, state)
+                    if after not in next_index:
+                        raise RuntimeError(f"{space.name}: position {p} hands on state {after}, "
+                                           f"which position_states() does not list")
+                    nxt[si, ci] = next_index[after]
                     t = 0.0
                     for lc in layers:
-                        c = layer_counts(lc)
-                        madds[wi, ci] += c.madds
-                        params[wi, ci] += c.params
-                        act[wi, ci] += lc.h * lc.w * lc.in_ch
+                        c = op_counts(lc)
+                        madds[si, ci] += c.madds
+                        params[si, ci] += c.params
+                        act[si, ci] += lc.h * lc.w * lc.in_ch
                         if lc.is_identity:
                             continue
-                        n_layers[wi, ci] += 1
+                        if lc.op != "stem":
+                            n_layers[si, ci] += 1
                         k = lc.key()
                         if k not in cache:
                             cache[k] = float(op_ms(lc))
-                            if not math.isfinite(cache[k]):
-                                missing[k] = lc
+                        if not math.isfinite(cache[k]):
+                            missing[k] = lc
                         t += cache[k]
-                    lat[wi, ci] = t
-            positions.append(Position(cards, size, widths, lat, madds, params, n_layers, act, nxt,
+                    lat[si, ci] = t
+            positions.append(Position(cards, list(states), lat, madds, params, n_layers, act, nxt,
                                       missing))
-        from space.arch import Arch, Block
-
-        stub = Arch(blocks=(Block(1, 3, 1, 1, space.arch_defaults.get("stem_ch", 32), 8),),
-                    **space.arch_defaults)
-        stem = stub.stem_config()
-        size, finals = ins[-1]
-        heads = [LayerConfig(op="head", h=size, w=size, in_ch=c,
-                             out_ch=space.arch_defaults.get("head_ch", 1280), kernel=1, stride=1,
-                             expand=1, se=0.0, skip="none", groups=1,
-                             act=space.arch_defaults.get("act", "relu"),
-                             num_classes=space.arch_defaults.get("num_classes", 1000))
-                 for c in finals]
+        stem = space.stem_config()
+        heads = [space.head_config(s) for s in all_states[-1]]
         offs, o = [], 0
         for pos in space.positions:
             offs.append(o)
             o += len(pos)
-        return cls(space, positions, float(op_ms(stem)), stem,
+        return cls(space, positions, 0.0 if stem is None else float(op_ms(stem)), stem,
                    np.array([float(op_ms(h)) for h in heads]), heads, offs)
 
     # -- queries -------------------------------------------------------------------
@@ -140,7 +155,7 @@ class CompiledSpace:
         out: dict[str, LayerConfig] = {}
         for p in self.positions:
             out.update(p.missing)
-        if not math.isfinite(self.stem_ms):
+        if self.stem is not None and not math.isfinite(self.stem_ms):
             out[self.stem.key()] = self.stem
         for h, v in zip(self.heads, self.head_ms):
             if not math.isfinite(v):

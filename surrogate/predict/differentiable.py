@@ -67,7 +67,7 @@ class ExpectedTerms(nn.Module):
             vals = np.stack([getattr(p, k) for k in terms], axis=-1) if terms else \
                 np.zeros(p.nxt.shape + (0,))
             self.register_buffer(f"terms{i}", torch.as_tensor(vals, dtype=dtype))
-            n_next = (len(compiled.positions[i + 1].in_widths) if i + 1 < self.n_positions
+            n_next = (len(compiled.positions[i + 1].states) if i + 1 < self.n_positions
                       else len(compiled.head_ms))
             trans = np.zeros(p.nxt.shape + (n_next,))
             ii, cc = np.indices(p.nxt.shape)

@@ -187,7 +187,12 @@ def evaluate_on_tables(profile: str, space: str, predictor=None, *,
     if len(te_a) < 2:
         raise ValueError(f"only {len(te_a)} held-out timings for {profile}/{space}")
     if predictor is None:
-        predictor = load_predictor(default_predictor_dir(profile, space), space=space, profile=profile)
+        where = default_predictor_dir(profile, space)
+        if not (where / "meta.json").is_file():
+            raise FileNotFoundError(f"no shipped predictor for {profile}/{space} (at {where}); fit "
+                                    f"one with: mnas fit --profile {profile} --space {space} -o DIR, "
+                                    f"then evaluate it with --predictor DIR")
+        predictor = load_predictor(where, space=space, profile=profile)
     preds = {"model": predictor.predict(te_a)}
     base = {"flops_linear": FlopsLinear(space).fit(tr_a, tr_y)}
     try:
