@@ -1,19 +1,25 @@
 """Direct LiteRT writer vs litert-torch: same operators, same outputs, same latency, far faster.
 
-For a stratified sample of operators (every op family of every space: conv, depthwise-
-separable, MBConv e1-e9 with/without SE under every skip kind, FBNet irf with grouped
-1x1 convs and channel shuffle, skip/projection, stem, head) and of whole networks
-(reference networks and random networks of mnasnet, anb and fbnet):
+For a stratified sample of operators (every op family of every space and of the
+reference networks: conv, depthwise-separable, MBConv e1-e9 with/without SE under every
+skip kind, FBNet irf with grouped 1x1 convs and channel shuffle, skip/projection, stem,
+head; and the issue-L forms: per-block relu/relu6/silu/h-swish, SE on the expanded
+width with a hard-sigmoid gate, fused-MBConv, k7 depthwise, the MobileNetV3 mix head,
+the classifier without bias) and of whole networks (reference networks, MobileNetV3 /
+OFA / EfficientNet-EdgeTPU / ProxylessNAS among them, and random networks of mnasnet,
+anb, fbnet and ofa-mbv3):
 
 1. converts each with both converters (litert-torch on every core, cached in
    ``$MNAS_CACHE_DIR``; the direct writer in-process), recording seconds per item;
-2. checks that the builtin-operator sequences are equal and that both outputs equal
-   the torch module's (max |diff| / max(1, max |ref|));
+2. checks that the builtin-operator sequences are equal, that the graphs are equal
+   operator by operator (versions, options, constants: ``graph_differences``), and
+   that both outputs equal the torch module's (max |diff| / max(1, max |ref|));
 3. times both files interleaved in the same rounds, pinned to one core, on the
    thread-CPU clock, and reports the ratio direct / litert-torch per item.
 
     python bench/writer_equivalence.py --ops 110 --nets 34        # about 15 min from an empty cache
     python bench/writer_equivalence.py --convert-only               # just fill the litert-torch cache
+    python bench/writer_equivalence.py --ops 40 --nets 6 --rounds 1 --runs 3 --reps 1 --out /tmp/weq  # quick check
 """
 from __future__ import annotations
 
@@ -33,26 +39,44 @@ from space.build import build_model, build_op, input_shape, op_input_shape  # no
 from space.reference import get_reference, reference_names  # noqa: E402
 from space.spaces import get_space  # noqa: E402
 from surrogate.measure.export import ExportCache  # noqa: E402
-from surrogate.measure.tflite_writer import tflite_op_names  # noqa: E402
+from surrogate.measure.tflite_writer import graph_differences, tflite_op_names  # noqa: E402
 from surrogate.atomic import write_json_atomic  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
 
+SPACES = ("mnasnet", "anb", "fbnet", "nasbench-macro", "ofa-mbv3")
+# networks every sample holds: each issue-L form in a whole network
+MUST_NETS = ("mobilenetv3-large-1.0", "mobilenetv3-small-1.0", "mobilenetv3_small_w1",
+             "note10_lat-8ms_top1-71.4_finetune-25", "efficientnet-edgetpu-s", "proxylessnas-mobile")
+
+
 def _family(lc) -> tuple:
     """Stratum of an operator: what changes the emitted graph."""
-    if lc.op in ("stem", "head", "skip"):
+    if lc.op == "head":
+        return (lc.op, lc.act, lc.out_ch > 0, lc.mix_ch > 0, lc.mix_norm, lc.fc_bias)
+    if lc.op in ("stem", "skip"):
         return (lc.op, lc.stride, lc.act)
-    return (lc.op, lc.expand if lc.expand in (1, 3, 6) else "e-other", lc.se > 0, lc.residual,
-            lc.groups, lc.act, lc.stride)
+    se = (lc.se_gate, lc.se_inner_act) if lc.se > 0 else None
+    return (lc.op, lc.expand if lc.expand in (1, 3, 6) else "e-other", se, lc.residual,
+            lc.groups, lc.act, lc.stride, lc.kernel == 7)
+
+
+def _reference_ops() -> list:
+    """Every distinct operator of the reference networks."""
+    seen: dict[str, object] = {}
+    for name in reference_names():
+        for lc in get_reference(name).ops():
+            seen.setdefault(lc.key(), lc)
+    return [seen[k] for k in sorted(seen)]
 
 
 def sample_ops(n: int, seed: int = 0) -> list:
-    """About ``n`` operators, round-robin over the families of every space's operators."""
+    """About ``n`` operators, round-robin over the families of every space's and reference operators."""
     rng = np.random.default_rng(seed)
     strata: dict[tuple, list] = {}
-    for space in ("mnasnet", "anb", "fbnet", "nasbench-macro"):
-        for lc in get_space(space).operator_configs():
+    for lc in [lc for space in SPACES for lc in get_space(space).operator_configs()] + _reference_ops():
+        if not lc.is_identity:
             strata.setdefault(_family(lc), []).append(lc)
     keys = sorted(strata, key=str)
     for k in keys:
@@ -70,13 +94,13 @@ def sample_ops(n: int, seed: int = 0) -> list:
 
 
 def sample_nets(n: int, seed: int = 0) -> list:
-    """Reference networks (every third) plus random networks of mnasnet, anb and fbnet."""
-    refs = [get_reference(name) for name in reference_names()[::3]]
-    rest = max(0, n - len(refs))
+    """:data:`MUST_NETS`, reference networks (every third), random networks of mnasnet, anb, fbnet, ofa-mbv3."""
+    names = list(MUST_NETS) + [m for m in reference_names()[::3] if m not in MUST_NETS]
+    nets = [(name, get_reference(name)) for name in names]
+    rest = max(0, n - len(nets))
     rng = np.random.default_rng(seed)
-    nets = [(name, a) for name, a in zip(reference_names()[::3], refs)]
     for j in range(rest):
-        space = ("mnasnet", "anb", "fbnet")[j % 3]
+        space = ("mnasnet", "anb", "fbnet", "ofa-mbv3")[j % 4]
         nets.append((f"{space}-random-{j}", get_space(space).sample(rng)))
     return nets[:n] if n < len(nets) else nets
 
@@ -216,11 +240,14 @@ def run(n_ops: int, n_nets: int, *, convert_only: bool = False, rounds: int = 5,
         path.write_bytes(data)
         lt_bytes = lt_path.read_bytes()
         seq_d, seq_l = tflite_op_names(data), tflite_op_names(lt_bytes)
+        diffs = graph_differences(data, lt_bytes)
         row = {"kind": kind, "name": name, "direct_s": direct_s, "litert_s": lt_sec.get(name),
-               "ops_equal": seq_d == seq_l, "n_ops": len(seq_d),
+               "ops_equal": seq_d == seq_l, "graph_equal": not diffs, "n_ops": len(seq_d),
                "direct_err": _outputs_err(data, module, shape), "litert_err": _outputs_err(lt_bytes, module, shape)}
         if not row["ops_equal"]:
             row["direct_ops"], row["litert_ops"] = seq_d, seq_l
+        if diffs:
+            row["graph_differences"] = diffs[:20]
         # fresh interpreters per repeat: one instance's memory layout moves a memory-bound
         # item by a few percent, so the ratio is the median over ``reps`` loads of each file
         pairs = [_time_pair((path, lt_path), shape, rounds, runs, warmup) for _ in range(reps)]
@@ -233,7 +260,8 @@ def run(n_ops: int, n_nets: int, *, convert_only: bool = False, rounds: int = 5,
         row["ratio_aa_cpu"] = float(np.median([q["direct_cpu_ms"] / q["litert_cpu_ms"] for q in aa]))
         path.unlink()
         rows.append(row)
-        print(f"{kind} {name[:60]:60s} ops_equal={row['ops_equal']} err={row['direct_err']:.1e} "
+        print(f"{kind} {name[:60]:60s} ops_equal={row['ops_equal']} graph_equal={row['graph_equal']} "
+              f"err={row['direct_err']:.1e} "
               f"ratio={row['ratio_cpu']:.3f} direct={direct_s * 1e3:.1f} ms", flush=True)
     summary = {}
     for kind in sorted(kinds):
@@ -244,6 +272,7 @@ def run(n_ops: int, n_nets: int, *, convert_only: bool = False, rounds: int = 5,
         aa = np.array([r["ratio_aa_cpu"] for r in rs])
         summary[kind] = {
             "n": len(rs), "ops_equal": int(sum(r["ops_equal"] for r in rs)),
+            "graph_equal": int(sum(r["graph_equal"] for r in rs)),
             "max_output_err_direct": float(max(r["direct_err"] for r in rs)),
             "max_output_err_litert": float(max(r["litert_err"] for r in rs)),
             "ratio_median": float(np.median(ratio)), "ratio_p05": float(np.percentile(ratio, 5)),
@@ -269,12 +298,13 @@ def run(n_ops: int, n_nets: int, *, convert_only: bool = False, rounds: int = 5,
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "writer_equivalence.json", res)
     md = ["# Direct LiteRT writer vs litert-torch (same run, interleaved, pinned)", "",
-          "| items | n | same op sequence | max output err (direct / litert-torch) | latency ratio median "
+          "| items | n | same op sequence | same graph (op by op) | max output err (direct / litert-torch) | latency ratio median "
           "[p5, p95] | within ±5% | A/A ratio [p5, p95], within ±5% | convert s/item (direct / litert-torch) "
           "| items/s speed-up |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for kind, s in summary.items():
-        md.append(f"| {kind}s | {s['n']} | {s['ops_equal']}/{s['n']} | {s['max_output_err_direct']:.1e} / "
+        md.append(f"| {kind}s | {s['n']} | {s['ops_equal']}/{s['n']} | {s['graph_equal']}/{s['n']} | "
+                  f"{s['max_output_err_direct']:.1e} / "
                   f"{s['max_output_err_litert']:.1e} | {s['ratio_median']:.3f} [{s['ratio_p05']:.3f}, "
                   f"{s['ratio_p95']:.3f}] | {100 * s['within_5pct']:.0f}% | {s['aa_ratio_median']:.3f} "
                   f"[{s['aa_ratio_p05']:.3f}, {s['aa_ratio_p95']:.3f}], {100 * s['aa_within_5pct']:.0f}% | "
@@ -298,9 +328,10 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=15, help="timed runs per round (default 15)")
     ap.add_argument("--core", type=int, default=-1, help="core to time on (default -1: the last one)")
     ap.add_argument("--reps", type=int, default=3, help="fresh loads of each file per item (default 3)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})")
     a = ap.parse_args(argv)
     run(a.ops, a.nets, convert_only=a.convert_only, rounds=a.rounds, runs=a.runs, reps=a.reps,
-        core=a.core)
+        core=a.core, out=a.out)
     return 0
 
 

@@ -3,348 +3,50 @@
 ``litert-torch`` needs 2-5 s per operator and 8-20 s per network (torch.export,
 decompositions, MLIR). The modules of :mod:`space.modules` use a small vocabulary
 (conv + BN + activation, depthwise conv, squeeze-and-excitation, channel shuffle,
-pooled shortcuts, residual add, global pool + classifier), so this module writes the
-graph directly with the flatbuffer schema that ``ai-edge-litert`` ships
-(``ai_edge_litert.schema_py_generated``), taking the weights from the torch module.
+pooled shortcuts, residual add, global pool + classifier, MobileNetV3's mix head),
+so this module writes the graph directly with the flatbuffer schema that
+``ai-edge-litert`` ships (``ai_edge_litert.schema_py_generated``), taking the weights
+from the torch module. The operator emitters are in :mod:`.tflite_ops`.
 
 It mirrors what litert-torch 0.10 emits for the same module (checked in the tests and
-in ``bench/writer_equivalence.py``): an NHWC graph without transposes, BN folded into
-the convolutions, ReLU/ReLU6 fused, SiLU as LOGISTIC + MUL, hard-swish as HARD_SWISH,
-an explicit PAD before a convolution whose torch padding TFLite's SAME cannot express
-(stride 2 on even sizes), SE as MEAN + two 1x1 CONV_2D + LOGISTIC + MUL, channel
-shuffle as TRANSPOSE/RESHAPE, a ceil-mode average-pool shortcut as PAD +
-AVERAGE_POOL_2D + MUL (divisor correction), residuals as ADD, and the classifier as
-MEAN + FULLY_CONNECTED.
+in ``bench/writer_equivalence.py``, operator by operator: builtin, version, options,
+constants): an NHWC graph without transposes, BN folded into the convolutions,
+ReLU/ReLU6 fused, SiLU as LOGISTIC + MUL, hard-swish as HARD_SWISH (litert-torch's
+``aten.hardswish`` composite), an explicit PAD before a convolution whose torch
+padding TFLite's SAME cannot express (stride 2 on even sizes), SE as MEAN + two 1x1
+CONV_2D + gate + MUL, the sigmoid gate as LOGISTIC and the hard-sigmoid gate
+(MobileNetV3) as ``+ 3`` folded into the expand conv's bias, RELU6 fused, MUL by 1/6;
+channel shuffle as TRANSPOSE/RESHAPE, a ceil-mode average-pool shortcut as PAD +
+AVERAGE_POOL_2D + MUL (divisor correction), residuals as ADD, the classifier as MEAN
++ FULLY_CONNECTED, and the MobileNetV3 head as MEAN (kept dims) + 1x1 CONV_2D (+ act)
++ FULLY_CONNECTED on the 4-D pooled tensor. Fused-MBConv (``fused``/``fusedp``) and
+per-block activations need nothing beyond these.
 
     data = write_tflite(build_op(lc), op_input_shape(lc))   # bytes, NHWC input
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .tflite_ops import Graph, OpEmitter, WriterError, act_kind, schema
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["WRITER_NAME", "WRITER_VERSION", "WriterError", "write_tflite", "tflite_op_names"]
+__all__ = ["WRITER_NAME", "WRITER_VERSION", "WriterError", "graph_differences", "tflite_op_details",
+           "tflite_op_names", "write_tflite"]
 
 WRITER_NAME = "tflite-direct"
 # Bump when the emitted graph changes: it is part of the export cache key.
-WRITER_VERSION = "1"
+# 2: MEAN axes in litert-torch's (descending) order; hard-sigmoid SE; MobileNetV3 head.
+WRITER_VERSION = "2"
 
 
-class WriterError(ValueError):
-    """A module (or part of one) that the direct writer cannot express."""
-
-
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the direct .tflite writer needs ai-edge-litert (pip install ai-edge-litert==2.3.0)") from exc
-    return schema
-
-
-# litert-torch 0.10's operator versions for what it emits here.
-_OP_VERSION = {"FULLY_CONNECTED": 5}
-
-
-def _aligned_buffer_cls(S):
-    class AlignedBufferT(S.BufferT):
-        """A buffer whose data starts on a 16-byte boundary (weights are read in place)."""
-
-        def Pack(self, builder):  # noqa: N802 - flatbuffers' name
-            data = None
-            if self.data is not None:
-                payload = self.data.tobytes()
-                builder.StartVector(1, len(payload), 16)
-                builder.head = builder.head - len(payload)
-                builder.Bytes[builder.head: builder.head + len(payload)] = payload
-                builder.vectorNumElems = len(payload)
-                data = builder.EndVector()
-            S.BufferStart(builder)
-            if data is not None:
-                S.BufferAddData(builder, data)
-            return S.BufferEnd(builder)
-
-    return AlignedBufferT
-
-
-@dataclass
-class _Graph:
-    """Tensors, buffers and operators of one subgraph under construction."""
-
-    S: Any
-    tensors: list = field(default_factory=list)
-    buffers: list = field(default_factory=list)
-    operators: list = field(default_factory=list)
-    opcodes: dict = field(default_factory=dict)
-    shapes: list = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._buf = _aligned_buffer_cls(self.S)
-        self.buffers.append(self._buf())  # buffer 0: the empty sentinel
-
-    def _tensor(self, shape: Sequence[int], dtype: int, buffer: int, name: str) -> int:
-        t = self.S.TensorT()
-        t.shape = np.asarray(shape, dtype=np.int32)
-        t.type = dtype
-        t.buffer = buffer
-        t.name = name
-        self.tensors.append(t)
-        self.shapes.append(tuple(int(d) for d in shape))
-        return len(self.tensors) - 1
-
-    def act(self, shape: Sequence[int]) -> int:
-        """A new float32 activation tensor."""
-        return self._tensor(shape, self.S.TensorType.FLOAT32, 0, f"t{len(self.tensors)}")
-
-    def const(self, arr: np.ndarray) -> int:
-        """A constant tensor (float32 or int32) holding ``arr``."""
-        arr = np.ascontiguousarray(arr)
-        dtype = {np.dtype(np.float32): self.S.TensorType.FLOAT32,
-                 np.dtype(np.int32): self.S.TensorType.INT32}[arr.dtype]
-        b = self._buf()
-        b.data = np.frombuffer(arr.tobytes(), dtype=np.uint8)
-        self.buffers.append(b)
-        return self._tensor(arr.shape, dtype, len(self.buffers) - 1, f"c{len(self.tensors)}")
-
-    def op(self, name: str, inputs: Sequence[int], out_shape: Sequence[int],
-           options: Any = None, options_type: int = 0) -> int:
-        """Append builtin operator ``name``; returns its (new) output tensor."""
-        code = getattr(self.S.BuiltinOperator, name)
-        if name not in self.opcodes:
-            oc = self.S.OperatorCodeT()
-            oc.builtinCode = code
-            oc.deprecatedBuiltinCode = min(code, 127)
-            oc.version = _OP_VERSION.get(name, 1)
-            self.opcodes[name] = (len(self.opcodes), oc)
-        out = self.act(out_shape)
-        o = self.S.OperatorT()
-        o.opcodeIndex = self.opcodes[name][0]
-        o.inputs = np.asarray(list(inputs), dtype=np.int32)
-        o.outputs = np.asarray([out], dtype=np.int32)
-        o.builtinOptionsType = options_type
-        o.builtinOptions = options
-        self.operators.append(o)
-        return out
-
-    def finish(self, inp: int, out: int) -> bytes:
-        """Serialise the model with one subgraph and a ``serving_default`` signature."""
-        import flatbuffers
-
-        S = self.S
-        sg = S.SubGraphT()
-        sg.tensors, sg.operators = self.tensors, self.operators
-        sg.inputs = np.asarray([inp], dtype=np.int32)
-        sg.outputs = np.asarray([out], dtype=np.int32)
-        sg.name = "main"
-        sig = S.SignatureDefT()
-        sig.signatureKey = "serving_default"
-        sig.subgraphIndex = 0
-        sig.inputs, sig.outputs = [S.TensorMapT()], [S.TensorMapT()]
-        sig.inputs[0].name, sig.inputs[0].tensorIndex = "args_0", inp
-        sig.outputs[0].name, sig.outputs[0].tensorIndex = "output_0", out
-        model = S.ModelT()
-        model.version = 3
-        model.description = f"mnas-surrogate {WRITER_NAME} v{WRITER_VERSION}"
-        model.operatorCodes = [oc for _, oc in sorted(self.opcodes.values(), key=lambda p: p[0])]
-        model.subgraphs = [sg]
-        model.buffers = self.buffers
-        model.signatureDefs = [sig]
-        builder = flatbuffers.Builder(1024)
-        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output())
-
-
-# ------------------------------------------------------------------ emitters
-def _np(t: "torch.Tensor") -> np.ndarray:
-    return t.detach().to("cpu", copy=True).double().numpy()
-
-
-def _fold(conv, bn) -> tuple[np.ndarray, np.ndarray]:
-    """Conv weight (torch layout) and bias with BatchNorm folded in (float64)."""
-    w = _np(conv.weight)
-    b = _np(conv.bias) if conv.bias is not None else np.zeros(w.shape[0])
-    if bn is not None:
-        if not getattr(bn, "track_running_stats", True) or bn.running_mean is None:
-            raise WriterError("tflite-direct needs BatchNorm2d with running statistics")
-        scale = _np(bn.weight) / np.sqrt(_np(bn.running_var) + bn.eps)
-        w = w * scale[:, None, None, None]
-        b = (b - _np(bn.running_mean)) * scale + _np(bn.bias)
-    return w, b
-
-
-def _act_kind(m) -> str | None:
-    from torch import nn
-
-    for cls, kind in ((nn.ReLU, "relu"), (nn.ReLU6, "relu6"), (nn.SiLU, "silu"),
-                      (nn.Hardswish, "hswish"), (nn.Sigmoid, "sigmoid")):
-        if type(m) is cls:
-            return kind
-    return None
-
-
-def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
-    out = -(-size // s)
-    total = max((out - 1) * s + k - size, 0)
-    return out, total // 2
-
-
-class _Emitter:
+class _Emitter(OpEmitter):
     """Walks a :mod:`space.build` module and appends its operators to a graph."""
 
-    def __init__(self, g: _Graph) -> None:
-        self.g = g
-        self.S = g.S
-
-    # -- building blocks ------------------------------------------------------
-    def activation(self, x: int, kind: str | None) -> int:
-        """A standalone activation (the non-fusable ones)."""
-        g = self.g
-        shape = g.shapes[x]
-        if kind is None:
-            return x
-        if kind == "silu":
-            sig = g.op("LOGISTIC", [x], shape)
-            return g.op("MUL", [x, sig], shape, self._mul(), self.S.BuiltinOptions.MulOptions)
-        if kind == "sigmoid":
-            return g.op("LOGISTIC", [x], shape)
-        if kind == "hswish":
-            return g.op("HARD_SWISH", [x], shape)
-        if kind in ("relu", "relu6"):
-            return g.op("RELU" if kind == "relu" else "RELU6", [x], shape)
-        raise WriterError(f"tflite-direct cannot express activation {kind!r}")
-
-    def _mul(self):
-        o = self.S.MulOptionsT()
-        o.fusedActivationFunction = self.S.ActivationFunctionType.NONE
-        return o
-
-    def conv(self, x: int, conv, bn, act: str | None) -> int:
-        """CONV_2D or DEPTHWISE_CONV_2D (+ PAD when needed) with BN folded, act fused if it can be."""
-        S, g = self.S, self.g
-        n, h, w, c = g.shapes[x]
-        kh, kw = conv.kernel_size
-        sh, sw = conv.stride
-        ph, pw = conv.padding if isinstance(conv.padding, tuple) else (None, None)
-        if ph is None or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
-            raise WriterError(f"tflite-direct cannot express {conv!r}; use the litert-torch exporter")
-        if c != conv.in_channels:
-            raise WriterError(f"tflite-direct: {conv!r} gets {c} input channels")
-        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-        if ph == 0 and pw == 0:
-            padding = S.Padding.VALID
-        else:
-            (soh, sbh), (sow, sbw) = _same_pads(h, kh, sh), _same_pads(w, kw, sw)
-            if (soh, sow, sbh, sbw) == (oh, ow, ph, pw):
-                padding = S.Padding.SAME
-            else:
-                pads = np.array([[0, 0], [ph, ph], [pw, pw], [0, 0]], dtype=np.int32)
-                x = g.op("PAD", [x, g.const(pads)], (n, h + 2 * ph, w + 2 * pw, c),
-                         S.PadOptionsT(), S.BuiltinOptions.PadOptions)
-                padding = S.Padding.VALID
-        wt, b = _fold(conv, bn)
-        fused = {"relu": S.ActivationFunctionType.RELU, "relu6": S.ActivationFunctionType.RELU6}.get(act)
-        cout, groups = conv.out_channels, conv.groups
-        depthwise = groups > 1 and groups == conv.in_channels == cout
-        out_shape = (n, oh, ow, cout)
-        bias = g.const(b.astype(np.float32))
-        if depthwise:
-            filt = g.const(wt.transpose(1, 2, 3, 0).astype(np.float32))  # [1, kh, kw, C]
-            o = S.DepthwiseConv2DOptionsT()
-            o.depthMultiplier = 1
-            name, otype = "DEPTHWISE_CONV_2D", S.BuiltinOptions.DepthwiseConv2DOptions
-        else:
-            filt = g.const(wt.transpose(0, 2, 3, 1).astype(np.float32))  # [O, kh, kw, I/g]
-            o = S.Conv2DOptionsT()
-            name, otype = "CONV_2D", S.BuiltinOptions.Conv2DOptions
-        o.padding, o.strideH, o.strideW = padding, sh, sw
-        o.dilationHFactor = o.dilationWFactor = 1
-        o.fusedActivationFunction = fused if fused is not None else S.ActivationFunctionType.NONE
-        y = g.op(name, [x, filt, bias], out_shape, o, otype)
-        return y if fused is not None else self.activation(y, act)
-
-    def mean(self, x: int, keep_dims: bool, axes: Sequence[int] = (1, 2)) -> int:
-        """MEAN over ``axes`` (spatial by default)."""
-        S, g = self.S, self.g
-        shape = g.shapes[x]
-        o = S.ReducerOptionsT()
-        o.keepDims = keep_dims
-        if keep_dims:
-            out = tuple(1 if i in axes else d for i, d in enumerate(shape))
-        else:
-            out = tuple(d for i, d in enumerate(shape) if i not in axes)
-        return g.op("MEAN", [x, g.const(np.asarray(axes, dtype=np.int32))], out, o,
-                    S.BuiltinOptions.ReducerOptions)
-
-    def linear(self, x: int, lin) -> int:
-        """FULLY_CONNECTED (the bias is dropped when all zero, as litert-torch does)."""
-        S, g = self.S, self.g
-        wt = _np(lin.weight).astype(np.float32)
-        b = _np(lin.bias).astype(np.float32) if lin.bias is not None else None
-        inputs = [x, g.const(wt)]
-        inputs.append(g.const(b) if b is not None and np.any(b) else -1)
-        o = S.FullyConnectedOptionsT()
-        o.keepNumDims = True
-        return g.op("FULLY_CONNECTED", inputs, (g.shapes[x][0], lin.out_features), o,
-                    S.BuiltinOptions.FullyConnectedOptions)
-
-    def add(self, a: int, b: int) -> int:
-        o = self.S.AddOptionsT()
-        o.potScaleInt16 = True
-        return self.g.op("ADD", [a, b], self.g.shapes[a], o, self.S.BuiltinOptions.AddOptions)
-
-    def shuffle(self, x: int, groups: int) -> int:
-        """Channel shuffle as litert-torch lowers it: NCHW round trip through TRANSPOSE/RESHAPE."""
-        g = self.g
-        n, h, w, c = g.shapes[x]
-        if c % groups:
-            raise WriterError(f"channel shuffle: {c} channels are not divisible by {groups} groups")
-
-        def transpose(t: int, perm: Sequence[int]) -> int:
-            shape = tuple(g.shapes[t][p] for p in perm)
-            return g.op("TRANSPOSE", [t, g.const(np.asarray(perm, dtype=np.int32))], shape)
-
-        def reshape(t: int, shape: Sequence[int]) -> int:
-            return g.op("RESHAPE", [t, g.const(np.asarray(shape, dtype=np.int32))], tuple(shape))
-
-        t = transpose(x, (0, 3, 1, 2))
-        t = reshape(t, (n, groups, c // groups, h, w))
-        t = transpose(t, (0, 2, 1, 3, 4))
-        t = reshape(t, (n, c, h, w))
-        return transpose(t, (0, 2, 3, 1))
-
-    def avg_pool(self, x: int, pool) -> int:
-        """AvgPool2d(k=s, stride=s, ceil_mode): AVERAGE_POOL_2D, padded + divisor-corrected if ragged."""
-        S, g = self.S, self.g
-        k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
-        s = pool.stride if isinstance(pool.stride, int) else pool.stride[0]
-        pad = pool.padding if isinstance(pool.padding, int) else pool.padding[0]
-        if k != s or pad != 0:
-            raise WriterError(f"tflite-direct cannot express {pool!r}; use the litert-torch exporter")
-        n, h, w, c = g.shapes[x]
-        oh = -(-h // s) if pool.ceil_mode else h // s
-        ow = -(-w // s) if pool.ceil_mode else w // s
-        eh, ew = oh * s - h, ow * s - w
-        if eh > 0 or ew > 0:
-            pads = np.array([[0, 0], [0, eh], [0, ew], [0, 0]], dtype=np.int32)
-            x = g.op("PAD", [x, g.const(pads)], (n, h + eh, w + ew, c), S.PadOptionsT(),
-                     S.BuiltinOptions.PadOptions)
-        o = S.Pool2DOptionsT()
-        o.padding, o.strideH, o.strideW, o.filterHeight, o.filterWidth = S.Padding.VALID, s, s, k, k
-        y = g.op("AVERAGE_POOL_2D", [x], (n, oh, ow, c), o, S.BuiltinOptions.Pool2DOptions)
-        if eh > 0 or ew > 0:
-            rows = np.minimum(s, h - np.arange(oh) * s)
-            cols = np.minimum(s, w - np.arange(ow) * s)
-            corr = (k * k) / (rows[:, None] * cols[None, :]).astype(np.float64)
-            y = g.op("MUL", [y, g.const(corr.reshape(1, oh, ow, 1).astype(np.float32))],
-                     (n, oh, ow, c), self._mul(), S.BuiltinOptions.MulOptions)
-        return y
-
-    # -- module walk ----------------------------------------------------------
     def sequential(self, x: int, mods: Sequence[Any]) -> int:
         """A chain of modules, fusing conv + BN + activation."""
         from torch import nn
@@ -356,13 +58,25 @@ class _Emitter:
             if isinstance(m, nn.Conv2d):
                 bn = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d) else None
                 j = i + 1 + (bn is not None)
-                act = _act_kind(mods[j]) if j < len(mods) else None
+                act = act_kind(mods[j]) if j < len(mods) else None
                 x = self.conv(x, m, bn, act)
                 i = j + (act is not None)
                 continue
             x = self.module(x, m)
             i += 1
         return x
+
+    def pool(self, x: int, keep_dims: bool) -> int:
+        """Global average pool.
+
+        litert-torch pools a bare graph input in NCHW: TRANSPOSE, MEAN to ``(N, C)``, and
+        a RESHAPE to ``(N, 1, 1, C)`` when the dimensions are kept.
+        """
+        if x == 0:
+            y = self.mean(self.transpose(x, (0, 3, 1, 2)), keep_dims=False, axes=(2, 3))
+            n, c = self.g.shapes[y]
+            return self.reshape(y, (n, 1, 1, c)) if keep_dims else y
+        return self.mean(x, keep_dims)
 
     def module(self, x: int, m) -> int:
         """Emit any supported module; raise :class:`WriterError` naming what is not."""
@@ -374,7 +88,7 @@ class _Emitter:
             return self.sequential(x, m)
         if isinstance(m, (nn.Dropout, nn.Identity)):
             return x
-        kind = _act_kind(m)
+        kind = act_kind(m)
         if kind is not None:
             return self.activation(x, kind)
         if isinstance(m, nn.Conv2d):
@@ -384,11 +98,9 @@ class _Emitter:
         if isinstance(m, P.ChannelShuffle):
             return self.shuffle(x, m.groups)
         if isinstance(m, P.SqueezeExcite):
-            s = self.mean(x, keep_dims=True)
-            s = self.conv(s, m.reduce, None, _act_kind(m.act))
-            s = self.conv(s, m.expand, None, None)
-            s = self.activation(s, "sigmoid")
-            return self.g.op("MUL", [x, s], self.g.shapes[x], self._mul(), self.S.BuiltinOptions.MulOptions)
+            return self.squeeze_excite(x, m, "sigmoid")
+        if isinstance(m, P.HardSqueezeExcite):
+            return self.squeeze_excite(x, m, "hsigmoid")
         if isinstance(m, P.Layer):
             y = self.sequential(x, m.body)
             if m.add:
@@ -397,14 +109,11 @@ class _Emitter:
         if isinstance(m, P.Net):
             return self.module(self.module(self.module(x, m.stem), m.layers), m.head)
         if isinstance(m, P.Head):
-            y = self.sequential(x, m.conv)
-            if y == 0:  # litert-torch pools a bare graph input in NCHW (a TRANSPOSE first)
-                n, h, w, c = self.g.shapes[y]
-                y = self.g.op("TRANSPOSE", [y, self.g.const(np.asarray((0, 3, 1, 2), dtype=np.int32))],
-                              (n, c, h, w))
-                y = self.mean(y, keep_dims=False, axes=(2, 3))
-            else:
-                y = self.mean(y, keep_dims=False)
+            y = self.pool(self.sequential(x, m.conv), keep_dims=False)
+            return self.linear(self.module(y, m.dropout), m.classifier)
+        if isinstance(m, P.MixHead):
+            y = self.pool(self.sequential(x, m.conv), keep_dims=True)
+            y = self.sequential(y, m.mix)
             return self.linear(self.module(y, m.dropout), m.classifier)
         raise WriterError(f"tflite-direct cannot express module {type(m).__name__} "
                           "(it writes space.build modules only); use the litert-torch exporter")
@@ -422,19 +131,19 @@ def write_tflite(module: "torch.nn.Module", input_shape: Sequence[int]) -> bytes
         raise ValueError(f"input_shape must be NCHW like (1, C, H, W), got {input_shape!r}")
     if module.training:
         raise WriterError("tflite-direct writes eval-mode modules (call .eval() first)")
-    g = _Graph(_schema())
+    g = Graph(schema())
     n, c, h, w = shape
     x = g.act((n, h, w, c))
     g.tensors[x].name = "serving_default_args_0"
     y = _Emitter(g).module(x, module)
     if y == x:
         raise WriterError(f"{type(module).__name__} computes the identity: there is no operator to write")
-    return g.finish(x, y)
+    return g.finish(x, y, f"mnas-surrogate {WRITER_NAME} v{WRITER_VERSION}")
 
 
 def tflite_op_names(data: bytes) -> list[str]:
     """Builtin operator names of a ``.tflite`` model's first subgraph, in order."""
-    S = _schema()
+    S = schema()
     names = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
     model = S.Model.GetRootAs(data, 0)
     sg = model.Subgraphs(0)
@@ -443,3 +152,75 @@ def tflite_op_names(data: bytes) -> list[str]:
         oc = model.OperatorCodes(sg.Operators(i).OpcodeIndex())
         out.append(names[max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())])
     return out
+
+
+def tflite_op_details(data: bytes) -> list[dict]:
+    """Every operator of a ``.tflite`` model's first subgraph, in order, as plain data.
+
+    Each is ``{"op", "version", "options", "inputs", "outputs"}``: ``options`` the
+    builtin options' fields, ``inputs`` per input ``None`` (absent), ``("act", shape)``
+    or ``("const", array)``, ``outputs`` the output shapes.
+    """
+    S = schema()
+    names = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
+    dtypes = {S.TensorType.FLOAT32: np.float32, S.TensorType.INT32: np.int32, S.TensorType.INT64: np.int64}
+    model = S.ModelT.InitFromObj(S.Model.GetRootAs(data, 0))
+    sg = model.subgraphs[0]
+
+    def shape(t) -> tuple[int, ...]:
+        return tuple(int(d) for d in t.shape) if t.shape is not None else ()
+
+    out = []
+    for o in sg.operators:
+        oc = model.operatorCodes[o.opcodeIndex]
+        inputs: list = []
+        for i in o.inputs:
+            if i < 0:
+                inputs.append(None)
+                continue
+            t = sg.tensors[i]
+            buf = model.buffers[t.buffer].data
+            if buf is not None and len(buf):
+                inputs.append(("const", np.frombuffer(bytes(buf), dtype=dtypes[t.type]).reshape(shape(t))))
+            else:
+                inputs.append(("act", shape(t)))
+        opts = ({k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in vars(o.builtinOptions).items()}
+                if o.builtinOptions is not None else {})
+        out.append({"op": names[max(oc.builtinCode, oc.deprecatedBuiltinCode)], "version": int(oc.version),
+                    "options": opts, "inputs": inputs, "outputs": [shape(sg.tensors[j]) for j in o.outputs]})
+    return out
+
+
+def graph_differences(a: bytes, b: bytes, rtol: float = 1e-4, atol: float = 1e-5) -> list[str]:
+    """How two ``.tflite`` models' operators differ (empty: the same graph).
+
+    Compared operator by operator: builtin, operator-code version, options, output
+    shapes, which inputs are absent / activations / constants, their shapes, and the
+    constants' values (within ``rtol``/``atol``: BN folding rounds differently).
+    """
+    da, db = tflite_op_details(a), tflite_op_details(b)
+    if [d["op"] for d in da] != [d["op"] for d in db]:
+        return [f"operators {[d['op'] for d in da]} vs {[d['op'] for d in db]}"]
+    diffs = []
+    for i, (x, y) in enumerate(zip(da, db)):
+        where = f"op {i} {x['op']}"
+        for key in ("version", "options", "outputs"):
+            if x[key] != y[key]:
+                diffs.append(f"{where}: {key} {x[key]} vs {y[key]}")
+        if len(x["inputs"]) != len(y["inputs"]):
+            diffs.append(f"{where}: {len(x['inputs'])} vs {len(y['inputs'])} inputs")
+            continue
+        for j, (p, q) in enumerate(zip(x["inputs"], y["inputs"])):
+            kinds = (p and p[0], q and q[0])
+            if kinds[0] != kinds[1]:
+                diffs.append(f"{where} input {j}: {kinds[0]} vs {kinds[1]}")
+            elif kinds[0] == "act" and p[1] != q[1]:
+                diffs.append(f"{where} input {j}: shape {p[1]} vs {q[1]}")
+            elif kinds[0] == "const":
+                u, v = p[1], q[1]
+                if u.shape != v.shape or u.dtype != v.dtype:
+                    diffs.append(f"{where} input {j}: {u.dtype}{u.shape} vs {v.dtype}{v.shape}")
+                elif not np.allclose(u, v, rtol=rtol, atol=atol):
+                    diffs.append(f"{where} input {j}: constants differ by up to "
+                                 f"{float(np.max(np.abs(u.astype(np.float64) - v))):.3g}")
+    return diffs
