@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from space.cli import OneLineParser, UsageError, nonneg_int, positive_int
+from space.cli import OneLineParser, UsageError, nonneg_int, output_dir, positive_int
 
 
 def _published(profile: str, space: str, latency: str):
@@ -58,7 +58,7 @@ def _add_sweep_args(p, controller: bool) -> None:
     add_profile_arg(p, default="cpu-litert", predict_only=True,
                     help="device profile whose latency is predicted or looked up, or a predict-only "
                          "device (mnas devices)")
-    p.add_argument("--accuracy", default="anb", help="accuracy objective: anb, macro, proxy-train")
+    p.add_argument("--accuracy", default="anb", help="accuracy objective: anb, macro, proxy-train, ofa")
     if controller:
         from .controllers import controller_names
 
@@ -82,9 +82,13 @@ def _add_sweep_args(p, controller: bool) -> None:
                    help="study storage shared by workers: postgresql+psycopg://user@host:5432/db (many "
                         "machines), journal:./sweep.log (one machine), sqlite:///sweep.db, or another "
                         "SQLAlchemy URL (default: in memory)")
-    p.add_argument("--study-name", default=None, help="Optuna study name (default: <space>-<profile>-<accuracy>-<method>-seed<seed>)")
+    p.add_argument("--study-name", default=None,
+                   help="Optuna study name (default: <space>-<profile>-<accuracy>-<method>-seed<seed>); a study "
+                        "remembers its space, profile, predictor, accuracy, reward and target, and refuses "
+                        "workers with others")
     p.add_argument("--latency-target", type=float, default=None, metavar="T_MS",
-                   help="latency target T in ms (default: the median latency of random members)")
+                   help="latency target T in ms, 0 < T <= 1e6 (default: the study's, else the median "
+                        "latency of random members)")
     p.add_argument("--reward", default="soft", choices=("soft", "hard"),
                    help="MnasNet reward: soft (w = -0.07 either side of T) or hard (no bonus below T, w = -1 above)")
     p.add_argument("--no-seed-reference", action="store_true",
@@ -92,6 +96,9 @@ def _add_sweep_args(p, controller: bool) -> None:
     p.add_argument("--remeasure", type=nonneg_int, default=3, metavar="K",
                    help="time the K front networks nearest the target on the device (0: off)")
     p.add_argument("--data", default=None, help="benchmark data folder (for --accuracy macro)")
+    p.add_argument("--accuracy-file", default=None, metavar="FILE",
+                   help="accuracy model file: for --accuracy ofa, Once-for-All's acc_predictor.pth "
+                        "(not shipped; read weights-only)")
     p.add_argument("--predictor", default=None, help="a saved latency predictor folder")
     p.add_argument("--latency-source", default="auto", choices=("auto", "shipped", "host"),
                    help="without --predictor: auto (default) uses the shipped predictor when its tables "
@@ -102,7 +109,7 @@ def _add_sweep_args(p, controller: bool) -> None:
                    help="predicted: the (shipped or --predictor) predictor; measured: look each "
                         "network up in the profile's end-to-end table (every one must be timed, "
                         "e.g. nasbench-macro with cpu-onnxruntime)")
-    p.add_argument("--out", default=None, help="output folder (default mnas_runs/<study>)")
+    p.add_argument("-o", "--out", type=output_dir, default=None, help="output folder (default mnas_runs/<study>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -129,7 +136,18 @@ def _cmd_sweep(args) -> int:
     from .storage import open_storage
 
     storage = open_storage(args.storage)  # a bad URL fails here, before anything is built
-    acc = get_accuracy(args.accuracy, data=args.data)
+    from .studyconfig import check_study, settings_of, storage_label
+
+    # a study created with other settings is refused before any objective is built or measured
+    check_study(storage, cfg.name, {**settings_of(cfg), "latency": args.latency}, storage_label(args.storage))
+    acc_kw = {"data": args.data}
+    if args.accuracy_file is not None:
+        if args.accuracy != "ofa":
+            raise ValueError(f"--accuracy-file is read by --accuracy ofa, not {args.accuracy!r}")
+        acc_kw["accuracy_file"] = args.accuracy_file
+    if args.accuracy == "ofa" and args.space.startswith("ofa-"):
+        acc_kw["space"] = args.space  # OFA's encoding is the same for both supernet widths
+    acc = get_accuracy(args.accuracy, **acc_kw)
     if acc.space.name != args.space:  # before any latency objective is built or measured
         raise ValueError(f"accuracy objective {acc.name!r} is for space {acc.space.name!r}, not {args.space!r}")
     host_note = None

@@ -28,6 +28,14 @@ class PredictedLatency:
         self.predictor = load_predictor(where, space=space, profile=profile)
         self.source = str(where)
         self.n_evaluated = 0
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """The predictor's content (:func:`predictor_fingerprint`): a study records it."""
+        if self._fingerprint is None:
+            self._fingerprint = predictor_fingerprint(self.source)
+        return self._fingerprint
 
     def batch(self, idx: np.ndarray) -> np.ndarray:
         """Latency of an ``(n, d)`` array of canonical index vectors."""
@@ -42,6 +50,32 @@ class PredictedLatency:
         return {"kind": "predicted", "profile": self.profile, "space": self.space_name,
                 "predictor": self.source, "model": meta.get("class"),
                 "table_sha256": table.get("sha256"), "table_source": _table_path(table.get("source"))}
+
+
+#: ``meta.json`` entries that describe when and with what a predictor was saved, not what it predicts
+_PROVENANCE = ("saved", "versions")
+
+
+def predictor_fingerprint(folder: str | os.PathLike) -> str:
+    """``pred-`` and a digest of a saved predictor folder's files, ``meta.json`` without its
+    save time, library versions and table path: the same predictor saved twice, or copied
+    elsewhere, has one fingerprint; another fit or table has another."""
+    import hashlib
+    import json
+
+    root = Path(folder)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = f.relative_to(root).as_posix()
+        data = f.read_bytes()
+        if rel == "meta.json":
+            meta = {k: v for k, v in json.loads(data).items() if k not in _PROVENANCE}
+            if isinstance(meta.get("table"), dict):
+                meta["table"] = {k: v for k, v in meta["table"].items() if k != "source"}
+            data = json.dumps(meta, sort_keys=True).encode()
+        h.update(f"{rel}\0{len(data)}\0".encode())
+        h.update(data)
+    return "pred-" + h.hexdigest()[:16]
 
 
 def _table_path(source: str | None) -> str | None:
@@ -168,6 +202,14 @@ class MeasuredLatency:
         self.table = dict(zip(archs, y))
         self.n_evaluated = 0
         self._check_coverage()
+
+    @property
+    def fingerprint(self) -> str:
+        """``table-`` and a digest of the timed networks and their latencies (a study records it)."""
+        import hashlib
+
+        text = "\n".join(f"{a}\t{float(v)!r}" for a, v in sorted(self.table.items()))
+        return "table-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _check_coverage(self, n_probe: int = 64) -> None:
         """Fail upfront, not mid-search, when the table does not cover the space."""

@@ -8,7 +8,8 @@ claimed trial counts when fewer than ``trials`` *live* trials (RUNNING or COMPLE
 have a lower number; others are PRUNED before they are evaluated. A count that holds
 once holds until the tell (later trials have higher numbers, and failing only frees
 places), so the study never holds more than ``trials`` COMPLETE, and a slot freed by a
-dead worker is claimed again. Workers stop when the study holds ``trials`` COMPLETE.
+dead worker is claimed again. Workers stop when the study holds ``trials`` COMPLETE,
+after one last pass failing dead workers' claims (:meth:`Ledger.fail_dead`).
 
 Optuna's samplers propose in a private in-memory *mirror* study fed with the shared
 study's COMPLETE trials, so asking costs no storage round trip: per trial, one create,
@@ -113,14 +114,23 @@ class Ledger:
         free = self.n - len(self.live_numbers())
         if free <= 0 or now - self._last_stale > STALE_EVERY_S:
             self._last_stale = now
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # fail_stale_trials is experimental
-                if fail_dead_workers(self.study, self.storage, self.trials):
-                    self.refresh()
+            self.fail_dead()
             free = self.n - len(self.live_numbers())
         return free
+
+    def fail_dead(self) -> int:
+        """One pass failing dead workers' unfinished trials (:func:`fail_dead_workers`), then
+        a fresh view if any was failed; how many. A worker runs it on every stale sweep and
+        once more when it finds the study full: a killed worker's surplus claims (beyond the
+        last slot) would otherwise stay RUNNING, since no one claims after that."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fail_stale_trials is experimental
+            n = fail_dead_workers(self.study, self.storage, self.trials)
+        if n:
+            self.refresh()
+        return n
 
     def missing_references(self, refs: list[tuple[str, tuple]]) -> list[tuple[str, tuple]]:
         """Reference networks with no live trial."""

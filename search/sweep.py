@@ -30,6 +30,8 @@ from .controllers.base import SweepContext
 from .pareto import hypervolume_2d, pareto_front
 from .reward import MnasReward
 from .storage import is_rdb, open_storage, worker_id
+from .studyconfig import (DIRECTIONS, check_latency_target, check_study_name, open_study, storage_label,
+                          study_record, trial_metadata)
 
 __all__ = ["SAMPLERS", "SweepConfig", "SweepResult", "default_target", "finalists_host_match",
            "make_sampler", "open_storage", "reference_baseline_ms", "remeasure_finalists",
@@ -65,8 +67,8 @@ class SweepConfig:
             raise ValueError(f"trials must be a positive integer, got {self.trials!r}")
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
-        if self.latency_target_ms is not None and not self.latency_target_ms > 0:
-            raise ValueError(f"latency target must be > 0 ms, got {self.latency_target_ms}")
+        check_latency_target(self.latency_target_ms)
+        check_study_name(self.study_name, as_path=self.out_dir is None)
         if self.reward not in ("soft", "hard"):
             raise ValueError(f"reward must be 'soft' or 'hard', got {self.reward!r}")
 
@@ -138,33 +140,6 @@ def default_target(latency, space, seed: int = 0) -> float:
     return float(np.median(latency.batch(idx)))
 
 
-def trial_metadata(cfg: SweepConfig, latency) -> dict:
-    """User attributes every trial of this worker carries: device, runtime, latency kind,
-    package versions (computed once; JSON-able)."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    import optuna
-
-    try:
-        from surrogate.measure.profiles import get_profile
-
-        prof = get_profile(cfg.profile)
-        runtime, rt_versions = prof.runtime, prof.runtime_versions()
-    except (ValueError, KeyError, ImportError):  # a profile this build does not know
-        runtime, rt_versions = None, {}
-    try:
-        ours = version("mnas-surrogate")
-    except PackageNotFoundError:  # a checkout on sys.path, not installed
-        ours = None
-    describe = getattr(latency, "describe", None)
-    return {"device": cfg.profile, "runtime": runtime,
-            "latency_kind": (describe() if describe else {}).get("kind"),
-            "versions": {"mnas-surrogate": ours, "optuna": optuna.__version__,
-                         "numpy": np.__version__, "python": platform.python_version(),
-                         **{k: v for k, v in rt_versions.items() if isinstance(v, str)}}}
-
-
 def _complete(study):
     from optuna.trial import TrialState
 
@@ -195,19 +170,22 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
                          f"not {space.name!r}")
     t0 = time.perf_counter()
     storage = open_storage(cfg.storage) if storage is None else storage
-    directions = ["maximize", "minimize"]
-    study = optuna.create_study(storage=storage, study_name=cfg.name, load_if_exists=True,
-                                directions=directions, sampler=optuna.samplers.RandomSampler(seed=cfg.seed))
+    directions = list(DIRECTIONS)
+    # the study remembers what it is (search.studyconfig): a worker with other settings is refused
+    wanted = study_record(cfg, space, accuracy, latency, directions)
+    study, record = open_study(
+        storage, cfg.name, wanted, where=storage_label(cfg.storage),
+        sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
+        default_target=lambda: default_target(latency, space),
+        created_attrs={"config": {k: v for k, v in asdict(cfg).items() if k != "out_dir"}})
+    target = float(record["latency_target_ms"])
+    if "latency_target_ms" not in study.user_attrs:  # written once, by the creator or an adopter
+        study.set_user_attr("latency_target_ms", target)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["accuracy", "latency_ms"])
-    target = cfg.latency_target_ms
-    if target is None:
-        target = study.user_attrs.get("latency_target_ms") or default_target(latency, space)
-    study.set_user_attr("latency_target_ms", float(target))
-    study.set_user_attr("config", {k: v for k, v in asdict(cfg).items() if k != "out_dir"})
     reward = MnasReward.from_name(cfg.reward, target)
     dists = {d.name: CategoricalDistribution(tuple(range(d.n))) for d in space.decisions}
     worker = worker_id()
@@ -233,15 +211,19 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
     if is_rdb(storage):  # relational: each attribute costs queries, so the worker's constants go
         study.set_user_attr(f"worker:{worker}", meta)  # once into the study, the trial keeps its id
         meta = {"worker": worker}
-    # a latency target given as a hard budget is an Optuna constraint (feasible: <= 0),
-    # which NSGA-II's constrained domination and the dashboard read
-    budget = float(target) if cfg.reward == "hard" and cfg.latency_target_ms is not None else None
+    # a latency target given as a hard budget (when the study was created) is an Optuna
+    # constraint (feasible: <= 0), which NSGA-II's constrained domination and the dashboard read
+    budget = record.get("latency_budget_ms")
+    budget = float(budget) if budget is not None else None
     names = [d.name for d in space.decisions]
     try:
         with Heartbeat(storage) as beat:
             while True:
                 ledger.refresh()
                 if ledger.complete() >= cfg.trials:
+                    # a killed worker's claims beyond the last slot stay RUNNING once the study
+                    # is full: nobody would fail them but this pass before leaving
+                    ledger.fail_dead()
                     break
                 free = ledger.free()
                 if free <= 0:  # every slot is held by a running trial: wait for it to end or die
