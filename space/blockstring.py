@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 
 from .arch import (ACTS, HEADER_FLAGS, HEADER_TOKENS, OP_TOKENS, SE_TOKENS, SKIP_TOKENS, Arch,
-                   Block, format_arch, format_block)
+                   Block, LayerConfig, format_arch, format_block)
 
 __all__ = ["format_arch", "format_block", "parse_arch", "parse_block"]
 
@@ -171,3 +171,75 @@ def parse_arch(text: str) -> Arch:
         return Arch(blocks=blocks, **kw)
     except ValueError as exc:
         raise ValueError(f"architecture {text!r}: {exc}") from None
+
+
+_LAYER_OPS = ("mbconv", "irf", "conv", "fused", "fusedp")
+_RESIDUAL_SKIP = {"add": "identity", "pool": "pool", "none": "none"}
+
+
+def parse_op_key(key: str) -> LayerConfig:
+    """The :class:`LayerConfig` of an operator key (:meth:`LayerConfig.key`, the op id of
+    every latency table), the issue-L extensions (``m<mid>``, ``sem``, ``sed<d>``,
+    ``sehs``, ``se<act>``, ``mix<n>-<norm>``, ``nofcbias``) included.
+
+    ``ValueError`` names the key when it is malformed, or when no configuration prints
+    exactly that key (e.g. a key written by another version of the library).
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"operator key {key!r}: expected <op>_i<h>x<w>x<in>_o..._k<k>_s<s>..._<act>")
+    toks = key.split("_")
+    bad = ValueError(f"operator key {key!r}: expected <op>_i<h>x<w>x<in>_o<h>x<w>x<out>_k<k>_s<s>"
+                     f"[_e<e>_se<r>_res-<residual>_g<g>]_<act>[...]")
+    m_in = re.fullmatch(r"i(\d+)x(\d+)x(\d+)", toks[1]) if len(toks) > 5 else None
+    m_out = re.fullmatch(r"o\d+x\d+x(\d+)", toks[2]) if m_in else None
+    m_k = re.fullmatch(r"k(\d+)", toks[3]) if m_out else None
+    m_s = re.fullmatch(r"s(\d+)", toks[4]) if m_k else None
+    if m_s is None:
+        raise bad
+    op = toks[0]
+    kw: dict = {"op": op, "h": int(m_in[1]), "w": int(m_in[2]), "in_ch": int(m_in[3]),
+                "out_ch": int(m_out[1]), "kernel": int(m_k[1]), "stride": int(m_s[1]),
+                "expand": 1, "se": 0.0, "skip": "none", "groups": 1}
+    rest = toks[5:]
+    if op in _LAYER_OPS:
+        if len(rest) < 5:
+            raise bad
+        m_e = re.fullmatch(r"e(\d+)", rest[0])
+        m_se = re.fullmatch(r"se([0-9.e+-]+)", rest[1])
+        m_g = re.fullmatch(r"g(\d+)", rest[3])
+        res = rest[2][4:] if rest[2].startswith("res-") else None
+        if not (m_e and m_se and m_g) or res not in _RESIDUAL_SKIP:
+            raise bad
+        kw.update(expand=int(m_e[1]), se=float(m_se[1]), skip=_RESIDUAL_SKIP[res], groups=int(m_g[1]))
+        rest = rest[4:]
+    if not rest:
+        raise bad
+    kw["act"], rest = rest[0], rest[1:]
+    for tok in rest:
+        if (m := re.fullmatch(r"div(\d+)", tok)):
+            kw["expand_divisor"] = int(m[1])
+        elif (m := re.fullmatch(r"cls(\d+)", tok)):
+            kw["num_classes"] = int(m[1])
+        elif (m := re.fullmatch(r"mix(\d+)-(bias|bn|none)", tok)):
+            kw["mix_ch"], kw["mix_norm"] = int(m[1]), m[2]
+        elif tok == "nofcbias":
+            kw["fc_bias"] = False
+        elif (m := re.fullmatch(r"m(\d+)", tok)):
+            kw["mid"] = int(m[1])
+        elif tok == "sem":
+            kw["se_base"] = "mid"
+        elif (m := re.fullmatch(r"sed(\d+)", tok)):
+            kw["se_div"] = int(m[1])
+        elif tok == "sehs":
+            kw["se_gate"] = "hsigmoid"
+        elif tok.startswith("se") and tok[2:] in ACTS:
+            kw["se_act"] = tok[2:]
+        else:
+            raise ValueError(f"operator key {key!r}: unknown part {tok!r}")
+    try:
+        lc = LayerConfig(**kw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"operator key {key!r}: {exc}") from None
+    if lc.key() != key:
+        raise ValueError(f"operator key {key!r} does not describe a known operator configuration")
+    return lc

@@ -291,3 +291,33 @@ def test_layer_config_defaults_are_old_layer():
                       se=0.25, skip="identity", groups=1, act="relu")
     assert old.key() == "mbconv_i14x14x16_o14x14x16_k3_s1_e3_se0.25_res-add_g1_relu"
     assert old.se_ch == 4 and old.mid_ch == 48
+
+
+# -- operator keys parse back (the ofa-mbv3 table's rows are rebuilt from their keys) ----------
+def test_every_operator_key_parses_back():
+    from space import get_space
+    from space.blockstring import parse_op_key
+    from space.reference import REFERENCE
+
+    configs = set(get_space("ofa-mbv3").operator_configs()) | set(get_space("mnasnet").operator_configs())
+    for a in REFERENCE.values():
+        configs |= {lc for lc in a.ops() if not lc.is_identity}
+    assert any(lc.mix_ch for lc in configs) and any(lc.se_gate == "hsigmoid" for lc in configs)
+    assert any(lc.op in ("fused", "fusedp") for lc in configs) and any(lc.mid for lc in configs)
+    for lc in configs:
+        back = parse_op_key(lc.key())
+        assert back.key() == lc.key(), lc.key()
+
+
+@pytest.mark.parametrize("key, part", [
+    ("mbconv_i8x8x16_o8x8x16_k3_s1_e3_se0_res-add_g1_relu_zz", "'zz'"),
+    ("mbconv_i8x8x16_o8x8x16_k3_s1", "expected"),
+    ("head_i7x7x160_o1x1x960_k1_s1_hswish_cls1000_mix1280-purple", "'mix1280-purple'"),
+    ("mbconv_i8x8x16_o8x8x16_k3_s1_e3_se0_res-add_g1_relu_sehs", "does not describe"),
+])
+def test_bad_operator_keys_name_the_key(key, part):
+    from space.blockstring import parse_op_key
+
+    with pytest.raises(ValueError, match="operator key") as err:
+        parse_op_key(key)
+    assert part in str(err.value) and key in str(err.value)

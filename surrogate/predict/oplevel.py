@@ -11,7 +11,6 @@ instead when the device is at hand (``mnas measure ops``).
 from __future__ import annotations
 
 import math
-import re
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -19,58 +18,44 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from space.arch import ACTS, LayerConfig
+from space.blockstring import parse_op_key
 from space.counting import conv_counts, layer_counts
 
 from .regressors import _check_y, make_regressor
 
-OP_KINDS = ("mbconv", "irf", "conv", "skip", "stem", "head")
+OP_KINDS = ("mbconv", "irf", "conv", "skip", "stem", "head", "fused", "fusedp")
 RESIDUALS = ("none", "add", "pool")
 
 
 def row_to_config(row: Mapping) -> LayerConfig:
-    """Rebuild the :class:`LayerConfig` of an operator-table row (its key must match)."""
+    """Rebuild the :class:`LayerConfig` of an operator-table row.
+
+    From its ``op_key`` when it has one (the key holds every field, the MobileNetV3
+    forms included; the row's columns must agree with it), else from its columns.
+    """
+    if "op_key" in row:
+        lc = config_from_key(row["op_key"])
+        for col in ("op", "h", "w", "in_ch", "out_ch", "kernel", "stride"):
+            if col in row and str(row[col]) != str(getattr(lc, col)):
+                raise ValueError(f"row {row['op_key']!r}: column {col}={row[col]!r} disagrees with "
+                                 f"its key ({getattr(lc, col)!r})")
+        return lc
     skip = {"add": "identity", "pool": "pool", "none": "none"}[row["residual"]]
-    lc = LayerConfig(op=row["op"], h=int(row["h"]), w=int(row["w"]), in_ch=int(row["in_ch"]),
-                     out_ch=int(row["out_ch"]), kernel=int(row["kernel"]), stride=int(row["stride"]),
-                     expand=int(row["expand"]), se=float(row["se"]), skip=skip,
-                     groups=int(row["groups"]), act=row["act"],
-                     expand_divisor=int(row["expand_divisor"]), num_classes=int(row["num_classes"]))
-    if "op_key" in row and lc.key() != row["op_key"]:
-        raise ValueError(f"row {row['op_key']!r} does not describe a known operator configuration")
-    return lc
-
-
-_KEY_RE = re.compile(
-    r"^(?P<op>[a-z]+)_i(?P<h>\d+)x(?P<w>\d+)x(?P<in_ch>\d+)_o\d+x\d+x(?P<out_ch>\d+)"
-    r"_k(?P<kernel>\d+)_s(?P<stride>\d+)"
-    r"(?:_e(?P<expand>\d+)_se(?P<se>[0-9.e+-]+)_res-(?P<residual>[a-z]+)_g(?P<groups>\d+))?"
-    r"_(?P<act>[a-z0-9]+)(?:_div(?P<div>\d+))?(?:_cls(?P<cls>\d+))?$")
+    return LayerConfig(op=row["op"], h=int(row["h"]), w=int(row["w"]), in_ch=int(row["in_ch"]),
+                       out_ch=int(row["out_ch"]), kernel=int(row["kernel"]), stride=int(row["stride"]),
+                       expand=int(row["expand"]), se=float(row["se"]), skip=skip,
+                       groups=int(row["groups"]), act=row["act"],
+                       expand_divisor=int(row["expand_divisor"]), num_classes=int(row["num_classes"]))
 
 
 def config_from_key(key: str) -> LayerConfig:
-    """Rebuild the :class:`LayerConfig` of an operator key (:meth:`LayerConfig.key`).
+    """Rebuild the :class:`LayerConfig` of an operator key (:meth:`LayerConfig.key`);
+    :func:`space.blockstring.parse_op_key` owns the key grammar.
 
     ``ValueError`` names the key when it is malformed or describes no configuration
     whose key it is (e.g. a key written by another version of the library).
     """
-    m = _KEY_RE.match(key) if isinstance(key, str) else None
-    if m is None:
-        raise ValueError(f"operator key {key!r}: expected <op>_i<h>x<w>x<in>_o..._k<k>_s<s>..._<act>")
-    g = m.groupdict()
-    skip = {"add": "identity", "pool": "pool", "none": "none", None: "none"}.get(g["residual"])
-    if skip is None:
-        raise ValueError(f"operator key {key!r}: unknown residual {g['residual']!r}")
-    try:
-        lc = LayerConfig(op=g["op"], h=int(g["h"]), w=int(g["w"]), in_ch=int(g["in_ch"]),
-                         out_ch=int(g["out_ch"]), kernel=int(g["kernel"]), stride=int(g["stride"]),
-                         expand=int(g["expand"] or 1), se=float(g["se"] or 0.0), skip=skip,
-                         groups=int(g["groups"] or 1), act=g["act"],
-                         expand_divisor=int(g["div"] or 1), num_classes=int(g["cls"] or 0))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"operator key {key!r}: {exc}") from None
-    if lc.key() != key:
-        raise ValueError(f"operator key {key!r} does not describe a known operator configuration")
-    return lc
+    return parse_op_key(key)
 
 
 def op_cost(lc: LayerConfig) -> tuple[float, float]:
@@ -84,7 +69,11 @@ def op_cost(lc: LayerConfig) -> tuple[float, float]:
             c = conv_counts(lc.in_ch, lc.out_ch, 1, lc.h * lc.w)
             m, p = float(c.madds), float(c.params)
         last = lc.out_ch or lc.in_ch
-        return m + last * lc.num_classes, p + last * lc.num_classes
+        if lc.mix_ch:  # MobileNetV3: a 1x1 conv after the pool
+            c = conv_counts(last, lc.mix_ch, 1, 1, bias=lc.mix_norm == "bias", bn=lc.mix_norm == "bn")
+            m, p, last = m + float(c.madds), p + float(c.params), lc.mix_ch
+        fc = last * lc.num_classes
+        return m + fc, p + fc + (lc.num_classes if lc.fc_bias else 0)
     c = layer_counts(lc)
     return float(c.madds), float(c.params)
 
@@ -119,6 +108,8 @@ def op_features(configs: Sequence[LayerConfig]) -> np.ndarray:
             *_act_features(lc.act),
             math.log(lc.h), math.log(lc.in_ch), math.log(max(lc.out_ch, 1)), math.log(mid),
             lc.kernel, lc.stride, lc.expand, lc.se, float(lc.se_ch), lc.groups,
+            float(lc.se > 0 and lc.se_gate != "sigmoid"),  # hard-sigmoid gate: ADD/RELU6/MUL
+            float(lc.se > 0 and lc.se_inner_act not in CLAMP_ACTS),
             math.log1p(madds), math.log1p(params), math.log1p(mem), math.log1p(lc.num_classes),
             math.log1p(mid * out_hw * lc.kernel * lc.kernel),  # depthwise work
         ])
