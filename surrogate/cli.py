@@ -247,6 +247,20 @@ def _cmd_table_validate(args) -> int:
     return 0
 
 
+def _cmd_table_drop(args) -> int:
+    from .tabledrop import drop_measured_between, parse_time
+
+    since = parse_time(args.since, "--since")
+    until = parse_time(args.until, "--until") if args.until else None
+    res = drop_measured_between(args.file, since, until, reason=args.reason)
+    if args.json:
+        print_json(res)
+        return 0
+    print(f"{res['table']}: dropped {res['dropped']} rows measured {args.since} .. "
+          f"{args.until or 'now'}; {res['rows']} left (rerun the same measure command to time them again)")
+    return 0
+
+
 def _cmd_table_merge(args) -> int:
     from .measure.merge import merge_parts
 
@@ -394,6 +408,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("file", help="the <space>_ops.csv or <space>_models.csv the devices measured")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_cmd_table_merge)
+    s = tsub.add_parser("drop", help="drop the rows measured in a window of known interference "
+                                     "(recorded in the provenance; a rerun times them again)")
+    s.add_argument("file", help="the table")
+    s.add_argument("--since", required=True, help="ISO time (UTC unless an offset is given)")
+    s.add_argument("--until", default=None, help="ISO time (default: now)")
+    s.add_argument("--reason", required=True, help="why (kept in the provenance)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=_cmd_table_drop)
     s = tsub.add_parser("convert", help="between <space>_ops.csv and the ProxylessNAS/OFA LUT format")
     s.add_argument("src", help="a <space>_ops.csv table or a LUT file (.yaml)")
     s.add_argument("dst", help="the LUT or <space>_ops.csv to write")
