@@ -205,3 +205,109 @@ def test_sweep_on_a_published_device_uses_its_predictor_and_times_nothing(tmp_pa
     bad = mnas("sweep", "--profile", "a100", "--space", "anb", "--latency", "measured",
                "--out", str(tmp_path / "m"))
     assert bad.returncode == 2 and "predict-only" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# -- no fit turns the sources over (issue P, item 2) ------------------------------------
+def _toy_devices(seed: int, n_sources: int = 3):
+    """A true target device and sources that rank like it, on the FBNet space."""
+    from space.spaces import get_space
+
+    sp = get_space("fbnet")
+    rng = np.random.default_rng(seed)
+    n = sp.onehot(sp.sample_indices(rng, 1)).shape[1]
+    a = rng.uniform(0.5, 1.5, n)
+
+    def device(c):
+        return lambda X: np.exp(0.03 * (sp.onehot(X) @ c))
+
+    srcs = {f"s{j}": device(a + rng.uniform(0, 0.3, n)) for j in range(n_sources)}
+    return sp, rng, device(a), srcs
+
+
+def test_an_anticorrelated_draw_turns_no_source_over():
+    from scipy.stats import spearmanr
+
+    sp, rng, truth, srcs = _toy_devices(0)
+    pool = sp.sample_indices(rng, 500)
+    pick, rest = pool[:10], pool[10:]
+    # ten noisy timings that happen to run against the truth and every source
+    y = 50.0 / truth(pick) * np.exp(rng.normal(0, 0.01, 10))
+    # the unconstrained ridge (the former fit) on the standardised log sources: all < 0
+    Z = np.log(np.column_stack([s(pick) for s in srcs.values()]))
+    Z = (Z - Z.mean(axis=0)) / Z.std(axis=0)
+    t = np.log(y) - np.log(y).mean()
+    for beta in (1.0, 10.0, 100.0):
+        assert (np.linalg.solve(Z.T @ Z + beta * np.eye(3), Z.T @ t) < 0).all()
+    for kw in ({}, {"min_residual": 11}):  # K = 10: with and without residual candidates
+        est = MultiSourceTransfer("fbnet", sources=srcs, **kw).fit(pick, y)
+        assert (est.weights_ >= 0).all() and all(v >= 0 for v in est.summary()["weights"].values())
+        assert est.choice_ == "none"  # nothing supports a source, and none is inverted
+        rho = spearmanr(est.predict(rest), truth(rest))[0]
+        assert rho >= 0.5, rho  # ties follow the sources, which rank like the truth
+        assert np.all(np.isfinite(list(est.candidates_.values())))
+
+
+def test_constrained_loo_is_exact_refitting():
+    # one source, no residual, log mode: the only candidate's LOO error equals K refits,
+    # on a draw where the bound is active in some folds and not in others
+    sp, rng, truth, srcs = _toy_devices(1, n_sources=1)
+    X = sp.sample_indices(rng, 12)
+    y = truth(X) ** 0.15 * np.exp(rng.normal(0, 0.02, 12))
+    kw = dict(sources=srcs, modes=("log",), alphas=(), one_se=False)
+    est = MultiSourceTransfer("fbnet", **kw).fit(X, y)
+    errs, flat = [], 0
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        fold = MultiSourceTransfer("fbnet", **kw).fit(X[keep], y[keep])
+        flat += fold.choice_ == "none"
+        errs.append(abs(np.log(fold.predict(X[i:i + 1])[0] / y[i])))
+    assert 0 < flat < len(y), flat
+    np.testing.assert_allclose(est.candidates_["log:s0"], np.mean(errs), rtol=1e-4)
+    assert est.loo_error_ == est.candidates_["log:s0"]
+
+
+def test_fold_rule_and_exact_loo_with_several_sources_and_a_residual():
+    # every fold of the all-sources fit obeys the rule (mixed signs only along the
+    # sources' consensus, else NNLS): the vectorised LOO equals K explicit refits
+    from scipy.optimize import lsq_linear
+
+    from space.spaces import get_space
+    from surrogate.predict.multisource import _qp, _systems, space_features
+
+    feats, mean, scale = space_features("fbnet", ("encoding", "counts"))
+    sp = get_space("fbnet")
+    checked = set()
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        X = sp.sample_indices(rng, 9)
+        F = (feats.transform(X) - mean) / scale
+        F -= F.mean(axis=0)
+        k, m, alpha, beta = len(X), 3, 3.0, 1.0
+        A = rng.normal(size=(k, m))
+        A = (A - A.mean(axis=0)) / A.std(axis=0)
+        t = rng.normal(size=k) - (seed % 3) * 0.5 * A[:, 0] + 0.3 * A[:, 1]
+        B = np.column_stack([np.ones(k), A])
+        lam, V = np.linalg.eigh(F @ F.T)
+        Q = (V / (1 + np.maximum(lam, 0) / alpha)) @ V.T
+        _, _, G, R, QB, Qt, qd = _systems(Q, B, t)
+        va = (A.T @ A).sum(axis=1)
+        e = (Qt - (QB * _qp(G, R, beta, va[None] - A * (A.sum(1) * k / (k - 1))[:, None])).sum(1)) / qd
+        nf = F.shape[1]
+        for i in range(k):
+            S = np.arange(k) != i
+            M = np.vstack([np.column_stack([np.ones(k - 1), A[S], F[S]]),
+                           np.column_stack([np.zeros((m + nf, 1)),
+                                            np.diag([np.sqrt(beta)] * m + [np.sqrt(alpha)] * nf)])])
+            ta = np.concatenate([t[S], np.zeros(m + nf)])
+            sol = np.linalg.lstsq(M, ta, rcond=None)[0]
+            AS = A[S] - A[S].mean(axis=0)
+            against = sol[1:1 + m] @ (AS.T @ AS).sum(axis=1) <= 0 or not (sol[1:1 + m] > 0).any()
+            checked.add(bool(against))
+            if against:
+                lb = np.full(1 + m + nf, -np.inf)
+                lb[1:1 + m] = 0
+                sol = lsq_linear(M, ta, bounds=(lb, np.inf), tol=1e-12, max_iter=5000).x
+                assert (sol[1:1 + m] >= 0).all()
+            held = sol[0] + A[i] @ sol[1:1 + m] + F[i] @ sol[1 + m:]
+            assert abs(e[i] - (t[i] - held)) < 1e-7, (seed, i)
+    assert checked == {True, False}  # both branches ran

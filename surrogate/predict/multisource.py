@@ -16,18 +16,36 @@ Every (mode, sources, beta, alpha) candidate is scored by its exact leave-one-ou
 error on the K timings, and the lowest mean ``|log(pred / y)|`` wins. The candidates
 are each single source calibrated (``a z_j + b``, nearly unpenalised) and all sources
 together under several ``beta``; ``alpha`` runs over a grid and infinity (no
-residual). The LOO error is exact for both penalties at once: with ``A`` the centred
-columns and ``P`` their penalties, the hat matrix is ``G (G + I)^-1 + 11'/K`` with
-``G = A P^-1 A'`` (K x K), so one eigendecomposition prices every candidate. With few
-timings the residual loses the LOO comparison (``alpha = inf``). As K grows, a finite
-``alpha`` wins and the residual's weight grows. Linear mode suits devices that are
-near-additive in ms (the HELP Raspberry Pi and Pixel 3 are exactly additive).
+residual). With few timings the residual loses the LOO comparison (``alpha = inf``).
+As K grows, a finite ``alpha`` wins and the residual's weight grows. Linear mode suits
+devices that are near-additive in ms (the HELP Raspberry Pi and Pixel 3 are exactly
+additive).
+
+No fit may turn the sources over. A candidate whose unconstrained source part runs
+against the sources' consensus (``w' C 1 <= 0``, ``C`` the standardised sources'
+scatter; every weight negative is the plain case) or gives no source a positive
+weight is refitted with ``w >= 0`` (NNLS). Mixed signs that follow the consensus stay
+allowed: contrasts between devices help (HELP's 2080ti batch 32, the Xeon), and
+requiring ``w >= 0`` everywhere cost up to 0.05 Spearman there. (Before, a few noisy
+timings that happened to run against the sources fitted every weight negative and
+turned the ranking over: Spearman -0.24 and -0.43 on an accelerator holdout with 10
+timings.) When no source keeps a positive weight the fit is flat in the sources
+(``choice_`` ``'none'``) and ties are ordered by their consensus (:data:`TIE_WEIGHT`).
+
+The rule is applied in every leave-one-out fold as in the full fit, so the LOO error
+stays exact: profiling out the residual leaves ``Q = (I + FF'/alpha)^-1`` (``I``
+without a residual), leaving out a timing is a rank-one downdate of ``Q``, so each
+fold's normal equations in ``[intercept, w]`` come from the full ones, and the
+held-out error is ``(Q (t - B th_-i))_i / Q_ii``. Folds that break the rule solve a
+small NNLS (:func:`scipy.optimize.nnls`); the others a small linear system.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from scipy.linalg import solve_triangular
+from scipy.optimize import nnls
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -40,6 +58,10 @@ ALPHAS = tuple(float(a) for a in np.logspace(-1, 4, 6))
 #: source-weight penalties of the all-sources candidate (standardised source columns)
 BETAS = (1.0, 10.0, 100.0)
 SINGLE_BETA = 1e-6
+#: when no source earns a positive weight, each standardised source gets this share of
+#: ``std(t)`` (split between them): it orders ties by the sources' consensus and moves
+#: no prediction by more than about 1e-6 of the spread
+TIE_WEIGHT = 1e-6
 SCALER_SAMPLE = 2048  # seeded members of the space that fix the feature scaling
 _FEATURES: dict[tuple[str, tuple[str, ...]], tuple[ArchFeatures, np.ndarray, np.ndarray]] = {}
 
@@ -71,20 +93,58 @@ def source_matrix(sources: Mapping[str, Any], X) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def _loo(G: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """(leave-one-out residuals, dual coefficients, effective degrees of freedom) of the
-    kernel ridge ``G`` with a free intercept."""
-    k = len(t)
-    tc = t - t.mean()
-    lam, V = np.linalg.eigh(G)
-    lam = np.maximum(lam, 0.0)
-    h = lam / (lam + 1.0)
-    Vt = V.T @ tc
-    fit = V @ (h * Vt)
-    H_diag = (V ** 2) @ h + 1.0 / k
-    e = (tc - fit) / np.maximum(1.0 - H_diag, 1e-9)
-    c = V @ (Vt / (lam + 1.0))
-    return e, c, float(h.sum() + 1.0)
+def _nnls_gram(M: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``argmin w'Mw - 2r'w`` over ``w >= 0`` (``M`` positive definite, small)."""
+    if len(r) == 1:
+        return np.maximum(r / M[0, 0], 0.0)
+    try:
+        L = np.linalg.cholesky(M)
+    except np.linalg.LinAlgError:  # numerically semi-definite (a tiny beta): nudge it
+        L = np.linalg.cholesky(M + 1e-10 * max(np.trace(M), 1e-300) * np.eye(len(r)))
+    return nnls(L.T, solve_triangular(L, r, lower=True))[0]
+
+
+def _qp(G: np.ndarray, R: np.ndarray, beta: float, V: np.ndarray) -> np.ndarray:
+    """Per row n, ``argmin th'(G_n + Pen)th - 2 R_n'th``: ``th[0]`` (the intercept) free
+    and unpenalised, ``th[1:]`` (the source weights ``w``) under ``beta``. ``V_n`` is the
+    sources' scatter times ones, so ``w'V_n`` is the covariance of the fitted source part
+    with the sources' consensus. A fit that ranks against that consensus (``w'V_n <= 0``)
+    or gives no source a positive weight is replaced by the non-negative fit (NNLS)."""
+    g00 = G[:, 0, 0]
+    gw = G[:, 1:, 0]
+    M = G[:, 1:, 1:] - gw[:, :, None] * gw[:, None, :] / g00[:, None, None]
+    M = M + beta * np.eye(M.shape[-1])
+    r = R[:, 1:] - gw * (R[:, 0] / g00)[:, None]
+    w = np.linalg.solve(M, r[..., None])[..., 0]
+    for n in np.flatnonzero(((w * V).sum(axis=1) <= 0) | ~(w > 0).any(axis=1)):
+        w[n] = _nnls_gram(M[n], r[n])
+    b = (R[:, 0] - (gw * w).sum(axis=1)) / g00
+    return np.column_stack([b, w])
+
+
+def _systems(Q: np.ndarray, B: np.ndarray, t: np.ndarray):
+    """The normal equations of the full fit and of every leave-one-out fit.
+
+    ``Q = (I + FF'/alpha)^-1`` profiles out the residual (``I`` without one); ``B`` is
+    ``[1, sources]``. Leaving out row ``i`` removes its row and column from
+    ``I + FF'/alpha``, whose inverse is a rank-one downdate of ``Q``, so every fold's
+    ``B'Q_S B`` and ``B'Q_S t`` come from the full ones. Returns ``(P, r, G, R, QB, Qt, qd)``.
+    """
+    QB, Qt, qd = Q @ B, Q @ t, np.diag(Q).copy()
+    P, r = B.T @ QB, QB.T @ t
+    G = P[None] - QB[:, :, None] * QB[:, None, :] / qd[:, None, None]
+    R = r[None] - QB * (Qt / qd)[:, None]
+    return P, r, G, R, QB, Qt, qd
+
+
+def _dof(Q: np.ndarray, B: np.ndarray, th: np.ndarray, beta: float) -> float:
+    """Effective degrees of freedom (trace of the hat matrix) of a fit whose positive
+    source weights are free: ``I - Q`` of the residual plus the active columns' part."""
+    act = [0] + [c for c in range(1, B.shape[1]) if th[c] > 0]
+    Ba = B[:, act]
+    QB = Q @ Ba
+    pen = np.diag([0.0] + [beta] * (len(act) - 1))
+    return float(len(Q) - np.trace(Q) + np.trace(np.linalg.solve(Ba.T @ QB + pen, QB.T @ QB)))
 
 
 class MultiSourceTransfer(RegressorMixin, BaseEstimator):
@@ -100,7 +160,10 @@ class MultiSourceTransfer(RegressorMixin, BaseEstimator):
     degrees of freedom (``trace`` of its hat matrix); the classic one-standard-error
     rule, which keeps a few noisy timings from picking a needlessly flexible fit.
 
-    After ``fit``: ``mode_``, ``choice_`` (``'all'`` or a source name), ``beta_``,
+    No fit turns the sources over (see the module notes).
+
+    After ``fit``: ``mode_``, ``choice_`` (``'all'``, a source name, or ``'none'`` when
+    no source earned a positive weight), ``beta_``,
     ``alpha_`` (``inf``: no residual), ``loo_error_`` (mean ``|log(pred / y)|``),
     ``weights_`` (per source, in the mode's units), ``intercept_``, ``residual_coef_``,
     ``feature_mean_`` / ``feature_scale_``, ``source_names_``, ``candidates_`` (the
@@ -152,13 +215,16 @@ class MultiSourceTransfer(RegressorMixin, BaseEstimator):
         self.source_names_ = list((self.sources or {}).keys())
         S = source_matrix(self.sources or {}, idx)
         F = self._features(idx)
-        Fc = F - F.mean(axis=0)
+        fmean = F.mean(axis=0)
+        Fc = F - fmean
         alphas = [float(a) for a in (self.alphas if self.alphas is not None else ALPHAS)]
         if len(y) < self.min_residual:
             alphas = []
         alphas = [np.inf] + alphas
-        FF = Fc @ Fc.T
         k = len(y)
+        lam, V = np.linalg.eigh(Fc @ Fc.T)
+        lam = np.maximum(lam, 0.0)
+        Qs = {a: (np.eye(k) if not np.isfinite(a) else (V / (1.0 + lam / a)) @ V.T) for a in alphas}
         scored = []
         self.candidates_ = {}
         for mode in self.modes:
@@ -166,13 +232,22 @@ class MultiSourceTransfer(RegressorMixin, BaseEstimator):
             Z = self._z(S, mode)
             zs = Z.std(axis=0)
             zs = np.where(zs > 1e-12, zs, 1.0)
-            Zc = (Z - Z.mean(axis=0)) / zs
-            for choice, j, beta in self._candidates(self.source_names_):
-                A = Zc if j is None else Zc[:, [j]]
-                GS = (A @ A.T) / beta
-                for alpha in alphas:
-                    G = GS if not np.isfinite(alpha) else GS + FF / alpha
-                    e, c, df = _loo(G, t)
+            zmean = Z.mean(axis=0)
+            B = np.column_stack([np.ones(k), (Z - zmean) / zs])
+            Zc = B[:, 1:]
+            # the sources' scatter times ones, of all K timings and of each fold without one
+            v_all = Zc.T @ Zc
+            for alpha in alphas:
+                Q = Qs[alpha]
+                P, r, G, R, QB, Qt, qd = _systems(Q, B, t)
+                for choice, j, beta in self._candidates(self.source_names_):
+                    cols = [0] + ([1 + j] if j is not None else list(range(1, B.shape[1])))
+                    sub = np.ix_(range(k), cols, cols)
+                    src = [c - 1 for c in cols[1:]]
+                    va = v_all[np.ix_(src, src)].sum(axis=1)
+                    vf = va[None] - Zc[:, src] * (Zc[:, src].sum(axis=1) * k / (k - 1))[:, None]
+                    th = _qp(G[sub], R[:, cols], beta, vf)  # the K leave-one-out fits
+                    e = (Qt - (QB[:, cols] * th).sum(axis=1)) / qd
                     pred = t - e
                     if mode == "log":
                         a_err = np.abs(e)
@@ -182,27 +257,36 @@ class MultiSourceTransfer(RegressorMixin, BaseEstimator):
                     err = float(np.mean(a_err))
                     key = f"{mode}:{choice}"
                     self.candidates_[key] = min(self.candidates_.get(key, np.inf), err)
+                    full = _qp(P[np.ix_(cols, cols)][None], r[cols][None], beta, va[None])[0]
+                    df = _dof(Q, B[:, cols], full, beta)
                     scored.append((err, float(np.std(a_err) / np.sqrt(k)), df,
-                                   (mode, choice, j, beta, alpha, c, zs, Z.mean(axis=0))))
+                                   (mode, choice, cols, beta, alpha, full, zs, zmean)))
         err, se, _, _ = min(scored, key=lambda r: r[0])
         if self.one_se:  # the simplest candidate within one standard error of the best
             ok = [r for r in scored if r[0] <= err + se]
             err, _, _, pick = min(ok, key=lambda r: (r[2], r[0]))
         else:
             pick = min(scored, key=lambda r: r[0])[3]
-        mode, choice, j, beta, alpha, c, zs, zmean = pick
+        mode, choice, cols, beta, alpha, full, zs, zmean = pick
         t = np.log(y) if mode == "log" else y
-        Z = self._z(S, mode)
-        Zc = (Z - zmean) / zs
+        Zc = (self._z(S, mode) - zmean) / zs
         w_std = np.zeros(len(self.source_names_))
-        cols = list(range(len(w_std))) if j is None else [j]
-        w_std[cols] = (Zc[:, cols].T @ c) / beta
-        d = (Fc.T @ c) / alpha if np.isfinite(alpha) else np.zeros(F.shape[1])
+        w_std[[c - 1 for c in cols[1:]]] = full[1:]
+        b = float(full[0])
+        if np.isfinite(alpha):
+            d = Fc.T @ (Qs[alpha] @ (t - b - Zc @ w_std)) / alpha
+        else:
+            d = np.zeros(F.shape[1])
+        if not np.any(w_std != 0):
+            # No source earns a positive weight: the fit is flat in the sources. Ties are
+            # broken by their consensus with weights far too small to move any value.
+            w_std[:] = TIE_WEIGHT * max(float(np.std(t)), 1e-12) / len(w_std)
+            choice = "none"
         self.mode_, self.choice_, self.beta_, self.alpha_ = mode, choice, float(beta), float(alpha)
         self.loo_error_ = err
         self.weights_ = w_std / zs
         self.residual_coef_ = d
-        self.intercept_ = float(t.mean() - zmean @ self.weights_ - F.mean(axis=0) @ d)
+        self.intercept_ = float(b - zmean @ self.weights_ - fmean @ d)
         self.y_min_ = float(y.min())
         self.n_features_in_ = sp.n_decisions
         self.k_ = k
