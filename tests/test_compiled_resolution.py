@@ -282,10 +282,11 @@ def test_fit_and_eval_on_tables_end_to_end(tmp_path, capsys):
                  str(tmp_path), "--predictor", str(out), "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["predictor"] == "ResidualLatency(xgb)" and ev["mape"] < 0.1, ev["mape"]
-    # no shipped predictor for the pair: eval says how to get one
-    assert main(["eval", "--profile", "cpu-litert", "--space", "ofa-mbv3", "--tables",
+    # a pair without tables or a shipped predictor (ofa-mbv3-w1.2): one line saying what to run
+    assert main(["eval", "--profile", "cpu-litert", "--space", "ofa-mbv3-w1.2", "--tables",
                  str(tmp_path)]) == 2
-    assert "mnas fit --profile cpu-litert --space ofa-mbv3" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "ofa-mbv3-w1.2" in err and "mnas measure models" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_fit_on_the_measured_cpu_litert_tables():
