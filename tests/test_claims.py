@@ -129,7 +129,11 @@ def test_two_devices_one_killed_nothing_lost_or_duplicated(tmp_path):
     prov = json.loads(provenance_path(table).read_text())
     sessions = [(s["device"], s["status"]) for s in prov["sessions"]]
     assert (f"core{cores[0]}", "killed") in sessions  # the killed session is on record
-    assert sum(st == "finished" for _, st in sessions) == 2
+    # each restarted device finished, unless it started after every row was held (a loaded
+    # host: it then has nothing to time and records no session); every row is counted once
+    finished = [d for d, st in sessions if st == "finished"]
+    assert 1 <= len(finished) <= 2 and set(finished) <= {f"core{c}" for c in cores}, sessions
+    assert sum(int(s.get("measured") or 0) for s in prov["sessions"]) == n, prov["sessions"]
     assert prov["claims"]["done"] == prov["claims"]["chunks"] == 10
     assert prov["rows"] == n and prov["estimator"] == "min+ref"
     # one base: every part's rows are on the table's, exactly
