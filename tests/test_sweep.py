@@ -124,7 +124,9 @@ def test_three_workers_one_journal_no_lost_or_duplicated_trials(tmp_path, predic
     assert len(complete) == 90  # exactly --trials, whoever finishes first
     assert len({t.number for t in study.trials}) == len(study.trials)
     workers = {t.user_attrs["worker"] for t in complete}
-    assert len(workers) == 3
+    # the study was shared; on a loaded host a worker that starts late may find it full
+    # (it then exits 0 having evaluated nothing), so not every worker need contribute
+    assert 2 <= len(workers) <= 3
 
 
 def test_sweep_killed_and_resumed(tmp_path, predictor_dir):
