@@ -12,6 +12,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from madds_hooks import hook_madds  # noqa: E402
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -197,28 +198,6 @@ def test_width_rules():
 
 # -- counts equal the built modules -------------------------------------------------------
 torch = pytest.importorskip("torch")
-
-
-def hook_madds(model, shape) -> int:
-    """Multiply-adds of every conv and linear, from forward hooks."""
-    from torch import nn
-
-    total = [0]
-
-    def conv(m, inp, out):
-        total[0] += out.numel() // out.shape[0] * (m.in_channels // m.groups) * \
-            m.kernel_size[0] * m.kernel_size[1]
-
-    def lin(m, inp, out):
-        total[0] += m.in_features * m.out_features
-
-    hs = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else lin)
-          for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model(torch.zeros(shape))
-    for h in hs:
-        h.remove()
-    return total[0]
 
 
 def _params(m) -> int:

@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from madds_hooks import hook_madds  # noqa: E402
 
 from space import count, resolve_arch
 from space.reference import ALIASES, REFERENCE, SOURCES, get_reference, variant
@@ -236,27 +237,6 @@ BUILD_SAMPLE = ["mobilenetv3-large-1.0", "mobilenetv3-small-0.75", "mobilenetv3_
                 "cpu_lat-10ms_top1-71.1_finetune-25"]
 
 
-def _hook_madds(model, shape) -> int:
-    from torch import nn
-
-    total = [0]
-
-    def conv(m, inp, out):
-        total[0] += out.numel() // out.shape[0] * (m.in_channels // m.groups) * \
-            m.kernel_size[0] * m.kernel_size[1]
-
-    def lin(m, inp, out):
-        total[0] += m.in_features * m.out_features
-
-    hs = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else lin)
-          for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model(torch.zeros(shape))
-    for h in hs:
-        h.remove()
-    return total[0]
-
-
 @pytest.mark.parametrize("name", BUILD_SAMPLE)
 def test_built_modules_count_like_the_counter(name):
     from space.build import build_model, input_shape
@@ -265,7 +245,7 @@ def test_built_modules_count_like_the_counter(name):
     m = build_model(a)
     c = count(a)
     assert sum(p.numel() for p in m.parameters()) == c.params
-    assert _hook_madds(m, input_shape(a)) == c.madds
+    assert hook_madds(m, input_shape(a)) == c.madds
 
 
 _PCV_MODULES = {"mnasnet": "mnasnet", "mobilenetv2": "mobilenetv2", "mobilenetv3": "mobilenetv3",
@@ -291,4 +271,4 @@ def test_pytorchcv_cross_check(name):
     model = getattr(mod, name)().eval()
     c = count(resolve_arch(name))
     assert sum(p.numel() for p in model.parameters()) == c.params
-    assert _hook_madds(model, (1, 3, 224, 224)) == c.madds
+    assert hook_madds(model, (1, 3, 224, 224)) == c.madds
