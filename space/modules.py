@@ -48,8 +48,10 @@ class ConvBN(nn.Sequential):
         super().__init__(*mods)
 
 
-class SqueezeExcite(nn.Module):
-    """``x * sigmoid(expand(act(reduce(avgpool(x)))))`` with biased 1x1 convs."""
+class _GatedSE(nn.Module):
+    """``x * gate(expand(act(reduce(avgpool(x)))))`` with biased 1x1 convs; ``GATE`` names it."""
+
+    GATE: type[nn.Module] = nn.Sigmoid
 
     def __init__(self, ch: int, squeeze: int, act: str):
         super().__init__()
@@ -57,29 +59,26 @@ class SqueezeExcite(nn.Module):
         self.reduce = nn.Conv2d(ch, squeeze, 1, bias=True)
         self.act = activation(act)
         self.expand = nn.Conv2d(squeeze, ch, 1, bias=True)
-        self.gate = nn.Sigmoid()
+        self.gate = self.GATE()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
-class HardSqueezeExcite(nn.Module):
+class SqueezeExcite(_GatedSE):
+    """``x * sigmoid(expand(act(reduce(avgpool(x)))))`` with biased 1x1 convs."""
+
+    GATE = nn.Sigmoid
+
+
+class HardSqueezeExcite(_GatedSE):
     """MobileNetV3's SE: ``x * hsigmoid(expand(act(reduce(avgpool(x)))))``, biased 1x1 convs.
 
     A class of its own (not a :class:`SqueezeExcite`), so that exporters that only
     know the sigmoid gate refuse it instead of writing the wrong gate.
     """
 
-    def __init__(self, ch: int, squeeze: int, act: str):
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(ch, squeeze, 1, bias=True)
-        self.act = activation(act)
-        self.expand = nn.Conv2d(squeeze, ch, 1, bias=True)
-        self.gate = nn.Hardsigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+    GATE = nn.Hardsigmoid
 
 
 def _se(lc: LayerConfig, ch: int) -> nn.Module:
