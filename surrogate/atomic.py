@@ -59,3 +59,37 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_folder_atomic(path: str | os.PathLike, files: "dict[str, bytes | str] | None" = None,
+                        fill=None) -> Path:
+    """Write ``files`` (name -> content), and whatever ``fill(folder)`` writes, as folder
+    ``path``, replacing any old one whole.
+
+    The files go to a temporary sibling first; the old folder is moved aside before the
+    new one is renamed in, so a crash leaves the old folder or the new one.
+    """
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a saved folder is an ordinary folder
+    try:
+        for name, data in (files or {}).items():
+            write_atomic(tmp / name, data)
+        if fill is not None:
+            fill(tmp)
+        old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
+        if old is not None:
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

@@ -7,7 +7,7 @@ import sys
 
 from space.cli import OneLineParser, UsageError, nonneg_int, output_dir, positive_int, print_json
 
-from . import cli_predict
+from . import cli_phone, cli_predict
 from .cli_common import archs_from_file as _archs_from_file
 from .cli_common import add_profile_arg, add_space_arg
 
@@ -143,8 +143,17 @@ def _print_summary(summary, as_json: bool) -> None:
 def _cmd_measure_ops(args) -> int:
     from .measure.jobs import measure_ops
 
-    configs = None
-    if args.archs is not None:  # just what these networks need (e.g. the ops a table lacks)
+    configs, space = None, args.space
+    if args.reference:
+        from .measure.ondemand import TABLE, reference_configs, reference_networks
+
+        if args.archs is not None or args.space:
+            raise UsageError("--reference measures the reference networks' operators into "
+                             "reference_ops.csv; drop --space and --archs")
+        configs, space = reference_configs(reference_networks()), TABLE
+    elif not args.space:
+        raise UsageError("mnas measure ops needs --space S (or --reference)")
+    elif args.archs is not None:  # just what these networks need (e.g. the ops a table lacks)
         from space.spaces import get_space
 
         seen = {}
@@ -153,7 +162,7 @@ def _cmd_measure_ops(args) -> int:
                 if not lc.is_identity:
                     seen.setdefault(lc.key(), lc)
         configs = [seen[k] for k in sorted(seen)]
-    s = measure_ops(_profile(args), args.space, out_dir=args.out, settings=_settings(args),
+    s = measure_ops(_profile(args), space, out_dir=args.out, settings=_settings(args),
                     chunk=args.chunk, limit=args.limit, cache_dir=args.cache,
                     progress=not args.no_progress, convert_only=args.convert_only,
                     cached_only=args.cached_only, configs=configs, device=args.device,
@@ -355,7 +364,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     msub = p.add_subparsers(dest="measure_cmd", required=True, parser_class=OneLineParser)
     s = msub.add_parser("ops", help="per-operator latency table of a space (resumable)")
     _common_measure(s)
-    add_space_arg(s, required=True)
+    add_space_arg(s, help="the space (default: none; needs --reference then)")
+    s.add_argument("--reference", action="store_true",
+                   help="every operator of the reference networks (and the published phone rows' "
+                        "variants), into <profile>/reference_ops.csv: the host table of phone predictors")
     s.add_argument("--limit", type=positive_int, default=None, help="only the first N operators")
     s.add_argument("--archs", metavar="FILE", default=None,
                    help="only the operators these architectures use (one string or name per line)")
@@ -397,6 +409,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_measure_host)
 
     cli_predict.register(sub)
+    cli_phone.register(sub)
 
     p = sub.add_parser("table", help="validate and convert latency tables")
     tsub = p.add_subparsers(dest="table_cmd", required=True, parser_class=OneLineParser)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 __all__ = ["add_profile_arg", "add_space_arg", "archs_from_file", "predict_profile_names", "profile_names",
            "read_text_file"]
@@ -48,8 +49,7 @@ def archs_from_file(archs: str, sp=None, option: str = "--archs") -> list:
     in it (a non-member is an error naming file and line). ``option``: the command-line
     option that named the file, for the messages.
     """
-    from space.blockstring import parse_arch
-    from space.reference import REFERENCE
+    from space.reference import resolve_arch
 
     path = Path(archs)
     text = read_text_file(path, option, "architecture strings or names, one a line")
@@ -59,7 +59,7 @@ def archs_from_file(archs: str, sp=None, option: str = "--archs") -> list:
         if not line:
             continue
         try:
-            a = REFERENCE[line] if line in REFERENCE else parse_arch(line)
+            a = resolve_arch(line)  # a name, a variant (name@w0.75,r192) or a string
             if sp is not None:
                 a = sp.to_arch(sp.from_arch(a))
         except ValueError as exc:
@@ -86,3 +86,19 @@ def add_space_arg(p, *, default: str | None = None, required: bool = False,
 
     kw = {"required": True} if required else {"default": default}
     p.add_argument("--space", choices=space_names(), help=help, **kw)
+
+
+def arch_ms_rows(rows: list, cols: list, path) -> "Iterator[tuple[int, str, str]]":
+    """(line, arch, ms text) of the data rows of an ``arch,ms`` CSV; blank and ``#`` lines
+    skipped; an unquoted architecture string's commas rejoined; a wrong field count is a
+    ``ValueError`` naming file and line."""
+    ia, im = cols.index("arch"), cols.index("ms")
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
+            continue
+        if len(row) > len(cols) and cols == ["arch", "ms"]:  # an unquoted string's commas
+            row = [",".join(row[:-1]), row[-1]]
+        if len(row) != len(cols):
+            raise ValueError(f"{path}:{lineno}: {len(row)} fields for the {len(cols)} columns "
+                             f"{', '.join(cols)} (quote architecture strings that hold commas)")
+        yield lineno, row[ia].strip(), row[im].strip()

@@ -9,7 +9,8 @@ from space.cli import (UsageError, add_variant_args, output_dir, output_file, po
                        print_json, seed_int)
 
 from .cli_common import archs_from_file as _archs_from_file
-from .cli_common import add_profile_arg, add_space_arg, read_text_file
+from .cli_common import add_profile_arg, add_space_arg, arch_ms_rows, read_text_file
+from .cli_phone import add_phone_args
 
 _TIMINGS = "arch,ms rows"
 
@@ -21,7 +22,7 @@ def _read_timings(path: str, space: str):
 
     import numpy as np
 
-    from space.blockstring import parse_arch
+    from space.reference import resolve_arch
     from space.spaces import get_space
 
     p = Path(path)
@@ -38,22 +39,18 @@ def _read_timings(path: str, space: str):
         if need not in cols:
             raise UsageError(f"--timings file {p}: no column {need!r} (expected a CSV with columns "
                              f"arch,ms; found {', '.join(cols) or 'nothing'})")
-    ia, im = cols.index("arch"), cols.index("ms")
     sp = get_space(space)
-    idx, ys = [], []
-    for lineno, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
-        if len(row) > len(cols) and cols == ["arch", "ms"]:  # an unquoted string's commas
-            row = [",".join(row[:-1]), row[-1]]
-        if len(row) != len(cols):
-            raise UsageError(f"{p}:{lineno}: {len(row)} fields for the {len(cols)} columns "
-                             f"{', '.join(cols)} (quote arch strings that hold commas)")
-        arch, ms = row[ia].strip(), row[im].strip()
+    idx, ys, seen = [], [], {}
+    for lineno, arch, ms in arch_ms_rows(rows, cols, p):
         try:
-            idx.append(sp.from_arch(parse_arch(arch)))
+            i = sp.from_arch(resolve_arch(arch))  # a reference name, variant or string
         except ValueError as exc:
             raise UsageError(f"{p}:{lineno}: column arch: {exc}") from None
+        if i in seen:
+            raise UsageError(f"{p}:{lineno}: {arch!r} is the same network as line {seen[i]}; give "
+                             f"each network once (the median of its runs)")
+        seen[i] = lineno
+        idx.append(i)
         try:
             v = float(ms)
         except ValueError:
@@ -118,6 +115,15 @@ def _cmd_fit(args) -> int:
     from .predict.persist import save_predictor
     from .predict.workflow import fit_on_tables
 
+    if args.device_timings:
+        if args.transfer_from or args.timings or args.space:
+            raise UsageError("--device-timings fits a phone predictor on its own; drop --space, "
+                             "--timings and --transfer-from")
+        from .cli_phone import cmd_fit_device
+
+        return cmd_fit_device(args)
+    if not args.space:
+        raise UsageError("mnas fit needs --space S (or --device-timings FILE for a phone)")
     if args.transfer_from:
         return _cmd_fit_transfer(args)
     if args.timings:
@@ -181,8 +187,33 @@ def _prices(est, archs, breakdown: bool) -> list:
                     f"member of space {sp.name!r}: {type(est).__name__}") for i, m in zip(idx, ms)]
 
 
+def _phone_predictor(path: str | None):
+    """The saved phone predictor at ``path``, or None when it is another kind (or no folder)."""
+    import json
+
+    if not path:
+        return None
+    try:
+        meta = json.loads((Path(path) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("class") != "CrossDeviceLatency":
+        return None
+    from .predict.crossdevice import CrossDeviceLatency
+
+    return CrossDeviceLatency.load(path)
+
+
 def _cmd_predict(args) -> int:
     from space.cli import resolve_variant
+
+    phone = _phone_predictor(args.predictor)
+    if phone is not None:
+        from .cli_phone import cmd_predict_device
+
+        return cmd_predict_device(args, phone)
+    if not args.space:
+        raise UsageError("mnas predict needs --space S (or --predictor DIR of a phone predictor)")
 
     archs = [resolve_variant(t, args.width, args.resolution, what="arch") for t in args.arch]
     if args.archs:
@@ -215,6 +246,11 @@ def _cmd_predict(args) -> int:
 
 def _cmd_suggest(args) -> int:
     from space.spaces import get_space
+
+    if not args.space:
+        from .cli_phone import cmd_suggest_phone
+
+        return cmd_suggest_phone(args)
 
     from .predict.suggest import suggest_timings, suggestion_pool
 
@@ -263,10 +299,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     from .predict.workflow import MODEL_CHOICES
 
     p = sub.add_parser("fit", help="fit a latency predictor on the shipped tables of a profile/space, "
-                                   "or for a new device from its timings and source devices")
+                                   "or for a new device from its timings (a phone: --device-timings)")
     add_profile_arg(p, help="device profile whose tables to fit on (default: none; needed without "
                             "--transfer-from)")
-    add_space_arg(p, required=True)
+    add_space_arg(p, help="search space (needed except with --device-timings)")
     p.add_argument("--transfer-from", default=None, metavar="A,B,...",
                    help="a new device: source devices (predict-only devices such as pixel3, "
                         "profiles with a shipped predictor, or predictor folders), combined and "
@@ -283,13 +319,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tables", default=None, help="tables root (default data/latency_tables)")
     p.add_argument("--all-rows", action="store_true", help="also fit on the held-out rows")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_phone_args(p, "fit")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("predict", help="predict latency of any network: members of the space by "
                                        "the full model, others by operator table + operator model")
     add_profile_arg(p, predict_only=True, help="device profile or predict-only device (mnas devices); "
                                                "default: none, then --predictor is needed")
-    add_space_arg(p, required=True, help="the space whose predictor is used")
+    add_space_arg(p, help="the space whose predictor is used (not needed for a phone predictor)")
     p.add_argument("--predictor", default=None, help="a saved predictor folder (default: shipped)")
     p.add_argument("arch", nargs="*", help="reference names (mnas arch list), variants of them "
                    "(mnasnet-a1@w0.75,r192) or architecture strings")
@@ -299,13 +336,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--breakdown", action="store_true", help="also print every operator's latency "
                    "and whether it was measured or modelled")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_phone_args(p, "predict")
     p.set_defaults(func=_cmd_predict)
 
     from .predict.suggest import METHODS as SUGGEST_METHODS
 
     p = sub.add_parser("suggest-timings", help="the K networks worth timing on a new device "
-                                               "(for mnas fit --transfer-from ... --timings)")
-    add_space_arg(p, required=True)
+                                               "(without --space: reference networks for a phone, "
+                                               "for mnas fit --device-timings)")
+    add_space_arg(p, help="members of this space (default: reference networks, for a phone)")
     p.add_argument("-k", type=positive_int, default=20, help="how many networks (default 20)")
     p.add_argument("--transfer-from", default=None, metavar="A,B,...",
                    help="source devices whose disagreement the picks also spread over (default: none)")
@@ -319,6 +358,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed_int, default=0,
                    help="seed of the random candidates, 0 to 2**32-1 (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_phone_args(p, "suggest-timings")
     p.set_defaults(func=_cmd_suggest)
 
     p = sub.add_parser("eval", help="accuracy on held-out end-to-end timings, with baselines")

@@ -126,7 +126,11 @@ def test_every_shipped_table_pair_has_a_current_shipped_predictor():
 
     pairs = [(p.parent.name, p.name[: -len("_ops.csv")]) for p in tables_dir().glob("*/*_ops.csv")]
     assert pairs
+    from space.spaces import space_names
+
     for profile, space in pairs:
+        if space not in space_names():
+            continue  # reference_ops.csv: the host table of phone predictors, not a space's
         if len(OpTable.shipped(profile, space)) < len(get_space(space).operator_configs()):
             continue  # a table still being measured ships no predictor yet
         d = default_predictor_dir(profile, space)

@@ -366,7 +366,8 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
     """Measure every distinct operator configuration of ``space`` (resumable).
 
     ``limit`` measures only the first N configurations (sorted by key);
-    ``configs`` overrides the list (for tests and the op-level model's gaps);
+    ``configs`` overrides the list (tests, the operators of reference networks, the
+    op-level model's gaps); ``space`` then only names the table and need not be a space;
     ``convert_only`` converts the rows still missing on every core and times nothing;
     ``cached_only`` times only the rows whose model is already converted (the rest
     stay for a later run), so nothing converts beside the timing.
@@ -379,8 +380,9 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     _available(prof, device)
-    sp = get_space(space)
-    ops = list(configs) if configs is not None else sp.operator_configs()
+    if configs is not None:
+        plain_name(space, "table name")  # any name: the table stays inside the profile folder
+    ops = list(configs) if configs is not None else get_space(space).operator_configs()
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")

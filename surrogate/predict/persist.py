@@ -23,13 +23,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from ..atomic import write_folder_atomic
 from ..tables import write_atomic, write_json_atomic
 from .baselines import Additive
 from .estimators import FlopsLinear, LatencyModel, ResidualLatency, TableSum, make_regressor
@@ -141,11 +140,8 @@ def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
             "versions": _versions(),
             "saved": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
             **(extra or {})}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent if path.parent.exists() else None))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a saved predictor is an ordinary folder
-    try:
+
+    def fill(tmp: Path) -> None:
         if table is not None:
             write_atomic(tmp / "ops.json", json.dumps(table.entries, sort_keys=True))
         fitted: dict = {}
@@ -174,19 +170,8 @@ def save_predictor(est, path: str | os.PathLike, *, profile: str | None = None,
                                  f"mlp, ridge or huber models")
         meta["fitted"] = fitted
         write_json_atomic(tmp / "meta.json", meta)
-        # a folder swap (the file-level atomic writer cannot rename onto a non-empty folder):
-        # the old folder is moved aside first, so a crash leaves the old or the new one
-        path.parent.mkdir(parents=True, exist_ok=True)
-        old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
-        if old is not None:
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return write_folder_atomic(path, fill=fill)
 
 
 def load_predictor(path: str | os.PathLike, *, space: str | None = None,
@@ -199,6 +184,10 @@ def load_predictor(path: str | os.PathLike, *, space: str | None = None,
     meta = _read_json(mp)
     if not isinstance(meta, dict):
         raise ValueError(f"{mp}: not a predictor saved by this library (not a JSON object)")
+    if meta.get("class") == "CrossDeviceLatency":  # a phone predictor owns its folder format
+        from .crossdevice import CrossDeviceLatency
+
+        return CrossDeviceLatency.load(path)
     try:
         return _load(path, mp, meta, space, profile)
     except KeyError as exc:
