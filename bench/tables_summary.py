@@ -42,6 +42,12 @@ def summarise(root: Path) -> list[dict]:
         space = name.split("_ops")[0] if kind == "ops" else name.split("_models")[0]
         if kind == "ops" and space in space_names():
             planned = len(get_space(space).operator_configs())  # stem and head included
+        elif kind == "ops" and space == "reference":  # the reference networks' operators
+            from surrogate.measure.ondemand import reference_configs, reference_networks
+
+            # the registry's operators (and the published variants' when ../shared is found)
+            planned = len({lc.key() for lc in reference_configs(reference_networks())}
+                          | {r["op_key"] for r in rows})
         elif name.startswith("reference"):
             from space.reference import REFERENCE
 

@@ -26,9 +26,23 @@ class PredictedLatency:
                 f"no latency predictor for profile {profile!r} and space {space!r} at {where}; "
                 f"fit one with: mnas fit --profile {profile} --space {space} -o {shlex.quote(str(where))}")
         self.predictor = load_predictor(where, space=space, profile=profile)
+        self.phone = type(self.predictor).__name__ == "CrossDeviceLatency"
+        if self.phone:  # a phone predictor prices any network: cover the space's operators once
+            self._cover_space()
         self.source = str(where)
         self.n_evaluated = 0
         self._fingerprint: str | None = None
+
+    def _cover_space(self) -> None:
+        from surrogate.measure.host import host_identity
+        from surrogate.measure.ondemand import ensure_ops
+
+        train = self.predictor.meta_.get("train") or {}
+        same = train.get("host_id") is not None and train.get("host_id") == host_identity()["host_id"]
+        table, self.ops_report = ensure_ops([], self.predictor.table, train.get("profile") or "cpu-litert",
+                                            measure=same, same_host=same,
+                                            configs=self.space.operator_configs())
+        self.predictor.table = table
 
     @property
     def fingerprint(self) -> str:
@@ -41,6 +55,8 @@ class PredictedLatency:
         """Latency of an ``(n, d)`` array of canonical index vectors."""
         idx = np.asarray(idx, dtype=np.int64).reshape(-1, self.space.n_decisions)
         self.n_evaluated += len(idx)
+        if self.phone:
+            return np.asarray(self.predictor.predict([self.space.to_arch(i) for i in idx]), dtype=np.float64)
         return np.asarray(self.predictor.predict(idx), dtype=np.float64)
 
     def describe(self) -> dict:

@@ -86,3 +86,15 @@ def test_fit_predict_suggest_roundtrip(work):
 def test_validate_published_unknown_device(work):
     refused(work, "validate", "published", "--device", "nokia3310", "--shared", SHARED,
             needles=["--device", "nokia3310", "pixel4"])
+
+
+@pytest.mark.slow
+def test_sweep_on_a_phone_predictor(work):
+    """``mnas sweep --predictor DIR`` prices the space's members with a phone predictor
+    (the space's operators measured here once, or modelled on another host kind)."""
+    f = _csv(work.parent / "t.csv", ROWS)
+    run(work, "fit", "--device-timings", f, "-o", work / "pred", "--no-measure")
+    run(work, "sweep", "--predictor", work / "pred", "--space", "anb", "--trials", "16",
+        "--remeasure", "0", "--out", work / "out")
+    rows = (work / "out" / "trials.csv").read_text().splitlines()
+    assert len(rows) >= 17 and (work / "out" / "pareto.csv").is_file()

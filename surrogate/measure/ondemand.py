@@ -93,18 +93,22 @@ def reference_configs(archs: Iterable[Arch]) -> list[LayerConfig]:
 
 
 def ensure_ops(archs: Iterable[Arch], table: OpTable, profile: str = "cpu-litert", *,
-               measure: bool = True, progress: bool = False,
-               same_host: bool | None = None) -> tuple[OpTable, OpsReport]:
+               measure: bool = True, progress: bool = False, same_host: bool | None = None,
+               configs: Iterable[LayerConfig] | None = None) -> tuple[OpTable, OpsReport]:
     """``table`` able to price every operator of ``archs``, and how that was done.
 
     Missing operators are measured into this host's cache when ``measure`` is set, this
     host is of the table's host kind and the runtime runs; otherwise the returned table
     answers them with an operator-level model fitted on ``table`` (``OpsReport.note``
     says why). ``same_host``: whether this host is of the table's host kind, when the
-    caller knows (a saved predictor's table has no provenance beside it).
+    caller knows (a saved predictor's table has no provenance beside it). ``configs``:
+    operators to cover besides those of ``archs`` (e.g. a whole space's, before a sweep).
     """
-    archs = list(archs)
-    configs = reference_configs(archs)
+    seen = {lc.key(): lc for lc in reference_configs(archs)}
+    for lc in configs or ():
+        if not lc.is_identity:
+            seen.setdefault(lc.key(), lc)
+    configs = [seen[k] for k in sorted(seen)]
     missing = [lc for lc in configs if lc.key() not in table.entries]
     found = len(configs) - len(missing)
     if not missing:
