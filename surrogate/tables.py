@@ -34,7 +34,7 @@ import numpy as np
 from space.arch import LayerConfig
 
 from .atomic import atomic_path, write_atomic, write_json_atomic  # noqa: F401 (re-exported)
-from .table_paths import _TAG, DEFAULT_TABLES_DIR, TABLE_KINDS, table_path, tables_dir  # noqa: F401
+from .paths import _TAG, DEFAULT_TABLES_DIR, TABLE_KINDS, table_path, tables_dir  # noqa: F401
 from .tablefile import (_BOOL_COLS, _CHOICE_COLS, _FLOAT_COLS, _INT_COLS,  # noqa: F401 (re-exported)
                         LEGACY_CLOCK, LEGACY_ESTIMATOR, TableError, _csv_line, _fmt, _parse_row,
                         legacy_clock_fields, read_rows)

@@ -35,7 +35,7 @@ from space.arch import Arch, LayerConfig
 from space.blockstring import format_arch
 from space.counting import count
 
-from ..table_paths import plain_name
+from ..paths import plain_name
 from ..tablelock import TableLock
 from ..tables import (CLOCK_DIVERGENCE, REFERENCE_OP, Table, clock_diverged, op_row_key,
                       profile_reference_baseline, provenance_path, reference_base,

@@ -21,7 +21,7 @@ from typing import Iterable
 from space.arch import Arch, LayerConfig
 
 from ..predict.optable import OpTable
-from ..table_paths import table_path
+from ..paths import table_path
 
 TABLE = "reference"  # <profile>/reference_ops.csv
 
