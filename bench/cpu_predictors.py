@@ -1,4 +1,4 @@
-"""Latency predictors on this machine's measured tables (issue C's first benchmark).
+"""Latency predictors on this machine's measured tables.
 
 For each space: the end-to-end table is split by :func:`surrogate.predict.workflow.is_test`
 (about 20% held out). Candidate models are compared by 5-fold cross-validation on

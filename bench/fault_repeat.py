@@ -3,7 +3,7 @@
 Runs ``bench/sweep_scale.py --only faults --quick`` N times, each in a fresh
 interpreter (fresh storages, fresh PostgreSQL database when a server is available),
 and counts per storage the runs that lost, duplicated or stranded (left RUNNING) a
-trial, and the runs that were not ok for any reason. Issue N's check of the
+trial, and the runs that were not ok for any reason. A check of the
 dead-worker pass (``search.ledger.Ledger.fail_dead``):
 
     python bench/fault_repeat.py -n 20

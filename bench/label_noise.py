@@ -1,4 +1,4 @@
-"""How much of a predictor's held-out error is the labels' own noise (issue 13 G).
+"""How much of a predictor's held-out error is the labels' own noise.
 
 The held-out targets (>= 99 % within ±10 %, >= 90 % within ±5 %, learned MAPE <= 0.8x a
 calibrated table sum) are scored against the end-to-end table's labels, each a
@@ -33,7 +33,7 @@ from surrogate.predict.metrics import latency_metrics  # noqa: E402
 from surrogate.predict.workflow import (default_predictor_dir, fit_on_tables, is_test,  # noqa: E402
                                         load_timings, shipped_predictor)
 
-#: issue 13's held-out targets
+#: the held-out targets
 TARGETS = {"within_10pct": 0.99, "within_5pct": 0.90, "mape_ratio": 0.80}
 
 

@@ -10,7 +10,7 @@ Timed (median of ``--repeats`` runs, one call on all 100k index vectors, after o
 warm-up call): :class:`TableSum`, :class:`FlopsLinear`, and :class:`LatencyModel`
 (``ridge``, ``mlp``, ``xgb``; default features ``encoding + counts + table``), with
 the featurisation and regressor shares. Fit time: one fit on the 5,000 rows.
-Targets (issue C): >= 100k/s for TableSum and the MLP, >= 20k/s for gradient
+Targets: >= 100k/s for TableSum and the MLP, >= 20k/s for gradient
 boosting. Threads: torch, BLAS and XGBoost are held to one thread; run it pinned
 (``taskset -c 0``) so the figures are per core; the machine info in the JSON says
 what the affinity was.

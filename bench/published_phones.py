@@ -1,4 +1,4 @@
-"""Published phone timings priced from this host's operator times (issue P).
+"""Published phone timings priced from this host's operator times.
 
 Every device setting with enough expressible rows from one source is a group
 (:func:`surrogate.predict.phonetruth.truth_groups`). For each group, in one run:

@@ -1,4 +1,4 @@
-"""Repeatability of end-to-end network timings against the number of rounds (issue 13 G).
+"""Repeatability of end-to-end network timings against the number of rounds.
 
 Two passes, each in its own process and at its own time, time the first N networks of
 ``<space>_models.csv`` with R rounds each under the table's protocol (clock, estimator,

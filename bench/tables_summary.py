@@ -115,7 +115,7 @@ def main(argv=None) -> int:
             for r in res]
     md = ("# Shipped latency tables\n\n"
           "Wall time and throughput include conversion (the cpu-litert tables: the direct LiteRT writer, "
-          "in the timing process; the cpu-onnxruntime ones, measured in session 3: torch.onnx in a "
+          "in the timing process; the cpu-onnxruntime ones, measured 2026-11-26: torch.onnx in a "
           "worker on the other core); drift is max/min - 1 of the reference operator's per-chunk "
           "medians; spread is the IQR of each row's round latencies over its latency. *Timing min* and "
           "*timed rows/min* count the timing sessions alone.\n\n"

@@ -51,11 +51,12 @@ def build_parser() -> OneLineParser:
 
 def _add_sweep_args(p, controller: bool) -> None:
     from surrogate.cli_common import add_profile_arg, add_space_arg
+    from surrogate.measure.profiles import DEFAULT_PROFILE
 
-    from .sweep import SAMPLERS
+    from .studyconfig import SAMPLERS
 
     add_space_arg(p, default="anb")
-    add_profile_arg(p, default="cpu-litert", predict_only=True,
+    add_profile_arg(p, default=DEFAULT_PROFILE, predict_only=True,
                     help="device profile whose latency is predicted or looked up, or a predict-only "
                          "device (mnas devices)")
     p.add_argument("--accuracy", default="anb", help="accuracy objective: anb, macro, proxy-train, ofa")
@@ -115,73 +116,32 @@ def _add_sweep_args(p, controller: bool) -> None:
 
 
 def _cmd_sweep(args) -> int:
-    from .accuracy import get_accuracy
-    from .latency import PredictedLatency
-    from .sweep import SweepConfig, remeasure_finalists, run_sweep, write_summary
-
-    controller_name = getattr(args, "controller", None)
-    cfg = SweepConfig(space=args.space, profile=args.profile, accuracy=args.accuracy,
-                      sampler=getattr(args, "sampler", "random") if not controller_name else "random",
-                      controller=controller_name, trials=args.trials, seed=args.seed,
-                      batch=args.batch, storage=args.storage, study_name=args.study_name,
-                      latency_target_ms=args.latency_target, reward=args.reward,
-                      seed_reference=not args.no_seed_reference, out_dir=args.out, data=args.data)
-    options = {}
-    if controller_name:  # its own settings, checked before any objective is built
-        from .controllers import check_settings, controller_options
-
-        options = {k: getattr(args, k) for k in controller_options() if getattr(args, k, None) is not None}
-        check_settings(controller_name, options, reward=args.reward, target_ms=args.latency_target,
-                       latency=args.latency)
     from .storage import open_storage
-
-    storage = open_storage(args.storage)  # a bad URL fails here, before anything is built
     from .studyconfig import check_study, settings_of, storage_label
+    from .sweep import remeasure_finalists, run_sweep, write_summary
 
+    cfg = _sweep_config(args)
+    options = _controller_options(args)  # checked before any objective is built
+    storage = open_storage(args.storage)  # a bad URL fails here, before anything is built
     # a study created with other settings is refused before any objective is built or measured
     check_study(storage, cfg.name, {**settings_of(cfg), "latency": args.latency}, storage_label(args.storage))
-    acc_kw = {"data": args.data}
-    if args.accuracy_file is not None:
-        if args.accuracy != "ofa":
-            raise ValueError(f"--accuracy-file is read by --accuracy ofa, not {args.accuracy!r}")
-        acc_kw["accuracy_file"] = args.accuracy_file
-    if args.accuracy == "ofa" and args.space.startswith("ofa-"):
-        acc_kw["space"] = args.space  # OFA's encoding is the same for both supernet widths
-    acc = get_accuracy(args.accuracy, **acc_kw)
-    if acc.space.name != args.space:  # before any latency objective is built or measured
-        raise ValueError(f"accuracy objective {acc.name!r} is for space {acc.space.name!r}, not {args.space!r}")
-    host_note = None
-    device = _published(args.profile, args.space, args.latency)
-    if device is not None:  # a published device: its shipped predictor, nothing to time here
-        lat = PredictedLatency(args.profile, args.space, args.predictor)
-        host_note = {"source": "published", "chosen": "published", "device": device.name,
-                     "reason": f"predict-only device: {device.description}; finalists are not re-timed"}
-    elif args.latency == "measured":
-        from .latency import MeasuredLatency
-
-        if args.predictor:
-            raise ValueError("--predictor applies to --latency predicted only")
-        lat = MeasuredLatency(args.profile, args.space)
-    elif args.predictor:
-        lat = PredictedLatency(args.profile, args.space, args.predictor)
-    else:
-        from .latency import host_latency
-
-        log = (lambda *a: None) if args.json else (lambda m: print(m, file=sys.stderr))
-        lat, host_note = host_latency(args.profile, args.space, source=args.latency_source,
-                                      progress=not args.no_progress, log=log)
+    acc = cfg.accuracy_objective(args.accuracy_file)  # checked against the space before any latency
+    published = _published(args.profile, args.space, args.latency)  # else cfg.device: measuring
+    log = (lambda *a: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    lat, host_note = cfg.latency_objective(args.latency, predictor=args.predictor, source=args.latency_source,
+                                           published=published, progress=not args.no_progress, log=log)
     ctrl = None
-    if controller_name:
+    if cfg.controller:
         from space.spaces import get_space
 
         from .controllers import make_controller
 
-        ctrl = make_controller(controller_name, get_space(args.space), seed=args.seed, **options)
+        ctrl = make_controller(cfg.controller, get_space(args.space), seed=args.seed, **options)
     res = run_sweep(cfg, acc, lat, progress=not args.no_progress, controller=ctrl, storage=storage)
     if host_note is not None:
         res.latency["host"] = host_note
-    if args.remeasure and device is None:
-        remeasure_finalists(res, args.remeasure, progress=not args.no_progress)
+    if args.remeasure and published is None:
+        remeasure_finalists(res, args.remeasure, progress=not args.no_progress, device=cfg.device)
     write_summary(res, res.files["summary"])
     if args.json:
         from space.cli import print_json
@@ -190,6 +150,37 @@ def _cmd_sweep(args) -> int:
         print_json({"pareto": d["pareto"], "hypervolume": d["hypervolume"], "trials": d["trials"],
                     **{k: v for k, v in d.items() if k not in ("pareto", "hypervolume", "trials")}})
         return 0
+    _print_sweep(args, cfg, res, host_note)
+    return 0
+
+
+def _sweep_config(args):
+    """The :class:`SweepConfig` of ``mnas sweep`` / ``mnas search``."""
+    from .studyconfig import SweepConfig
+
+    controller = getattr(args, "controller", None)
+    return SweepConfig(space=args.space, profile=args.profile, accuracy=args.accuracy,
+                       sampler=getattr(args, "sampler", "random") if not controller else "random",
+                       controller=controller, trials=args.trials, seed=args.seed,
+                       batch=args.batch, storage=args.storage, study_name=args.study_name,
+                       latency_target_ms=args.latency_target, reward=args.reward,
+                       seed_reference=not args.no_seed_reference, out_dir=args.out, data=args.data)
+
+
+def _controller_options(args) -> dict:
+    """The controller's own settings given (checked); {} for ``mnas sweep``."""
+    name = getattr(args, "controller", None)
+    if not name:
+        return {}
+    from .controllers import check_settings, controller_options
+
+    options = {k: getattr(args, k) for k in controller_options() if getattr(args, k, None) is not None}
+    check_settings(name, options, reward=args.reward, target_ms=args.latency_target, latency=args.latency)
+    return options
+
+
+def _print_sweep(args, cfg, res, host_note: dict | None) -> None:
+    """The human-readable report of a sweep."""
     print(f"{res.trials} trials of {cfg.name} ({res.evaluated_here} evaluated here, "
           f"{res.trials_per_s:.0f}/s); latency target T = {res.latency_target_ms:.2f} ms")
     if host_note is not None:
@@ -208,27 +199,31 @@ def _cmd_sweep(args) -> int:
     for p in res.pareto:
         print(f"  {p['latency_ms']:10.3f} {100 * p['accuracy']:7.2f}%  {p['arch']}")
     if res.finalists:
-        print("finalists re-measured on the device:")
-        for f in res.finalists:
-            m = f"{f['measured_ms']:.3f}" if f["measured_ms"] else "n/a"
-            err = f"{100 * f['error']:+.1f}%" if f["error"] is not None else ""
-            print(f"  predicted {f['latency_ms']:8.3f} ms, measured {m} ms {err}"
-                  f"{'  <-- disagrees by more than 10%' if f['flag'] else ''}")
-        ratios = [f["reference_ratio"] for f in res.finalists if f.get("reference_ratio")]
-        if ratios and abs(ratios[0] - 1) > 0.05:
-            ran = (f"  note: the reference operator ran {100 * (ratios[0] - 1):+.0f}% against the "
-                   f"predictor's tables (a busy or different machine); ")
-            if res.finalists[0].get("reference_paired"):
-                print(ran + "the finalists were timed paired with it, as the tables were, "
-                            "so their figures discount it already")
-            else:
-                norm = ", ".join(f"{f['measured_normalised_ms']:.3f}" for f in res.finalists
-                                 if f.get("measured_normalised_ms"))
-                print(ran + f"measured x reference ratio^-1: {norm} ms")
-        for line in (res.host_match or {}).get("message", []):
-            print(f"  {line}")
+        _print_finalists(res)
     print("files: " + ", ".join(f"{k}={v}" for k, v in res.files.items()))
-    return 0
+
+
+def _print_finalists(res) -> None:
+    """The finalists re-measured on the device, the reference operator and host notes."""
+    print("finalists re-measured on the device:")
+    for f in res.finalists:
+        m = f"{f['measured_ms']:.3f}" if f["measured_ms"] else "n/a"
+        err = f"{100 * f['error']:+.1f}%" if f["error"] is not None else ""
+        print(f"  predicted {f['latency_ms']:8.3f} ms, measured {m} ms {err}"
+              f"{'  <-- disagrees by more than 10%' if f['flag'] else ''}")
+    ratios = [f["reference_ratio"] for f in res.finalists if f.get("reference_ratio")]
+    if ratios and abs(ratios[0] - 1) > 0.05:
+        ran = (f"  note: the reference operator ran {100 * (ratios[0] - 1):+.0f}% against the "
+               f"predictor's tables (a busy or different machine); ")
+        if res.finalists[0].get("reference_paired"):
+            print(ran + "the finalists were timed paired with it, as the tables were, "
+                        "so their figures discount it already")
+        else:
+            norm = ", ".join(f"{f['measured_normalised_ms']:.3f}" for f in res.finalists
+                             if f.get("measured_normalised_ms"))
+            print(ran + f"measured x reference ratio^-1: {norm} ms")
+    for line in (res.host_match or {}).get("message", []):
+        print(f"  {line}")
 
 
 def _register_search(sub) -> None:

@@ -9,6 +9,8 @@ import numpy as np
 
 from space import format_arch
 from space.spaces import get_space
+from surrogate.paths import DEFAULT_PROFILE
+from surrogate.timingspec import HOST_REFERENCE_TOLERANCE, HOST_REFERENCE_TOLERANCE_PAIRED  # noqa: F401
 
 
 class PredictedLatency:
@@ -16,11 +18,11 @@ class PredictedLatency:
 
     def __init__(self, profile: str, space: str, path: str | os.PathLike | None = None):
         from surrogate.predict.persist import load_predictor
-        from surrogate.predict.workflow import default_predictor_dir
+        from surrogate.paths import shipped_predictor_dir
 
         self.profile, self.space_name = profile, space
         self.space = get_space(space)
-        where = Path(path) if path else default_predictor_dir(profile, space)
+        where = Path(path) if path else shipped_predictor_dir(profile, space)
         if not (where / "meta.json").is_file():
             raise FileNotFoundError(
                 f"no latency predictor for profile {profile!r} and space {space!r} at {where}; "
@@ -39,7 +41,7 @@ class PredictedLatency:
 
         train = self.predictor.meta_.get("train") or {}
         same = train.get("host_id") is not None and train.get("host_id") == host_identity()["host_id"]
-        table, self.ops_report = ensure_ops([], self.predictor.table, train.get("profile") or "cpu-litert",
+        table, self.ops_report = ensure_ops([], self.predictor.table, train.get("profile") or DEFAULT_PROFILE,
                                             measure=same, same_host=same,
                                             configs=self.space.operator_configs())
         self.predictor.table = table
@@ -97,42 +99,24 @@ def predictor_fingerprint(folder: str | os.PathLike) -> str:
 def _table_path(source: str | None) -> str | None:
     """A predictor's table file, or None when it is not there.
 
-    ``source`` is absolute as saved, or relative to the checkout for a shipped
-    predictor (``data/latency_tables/<profile>/<file>``): that resolves against the
-    shipped tables (:data:`surrogate.tables.DEFAULT_TABLES_DIR`, the checkout's folder
-    or the installed package data), so a non-editable install finds it too.
+    ``source`` is absolute as saved, or portable for a shipped predictor
+    (``data/latency_tables/<profile>/<file>``), found by :func:`surrogate.paths.resolve_source`
+    (``$MNAS_TABLES_DIR``, then the shipped tables), so a non-editable install finds it too.
     """
-    from surrogate.tables import DEFAULT_TABLES_DIR
+    from surrogate.paths import resolve_source
 
-    if not source:
-        return None
-    p = Path(source)
-    if not p.is_absolute():
-        parts = p.parts
-        p = (DEFAULT_TABLES_DIR.joinpath(*parts[2:]) if parts[:2] == ("data", "latency_tables")
-             else Path(__file__).resolve().parents[1] / p)
-    return str(p) if p.is_file() else None
+    return next((str(p) for p in resolve_source(source) if p.is_file()), None)
 
 
 LATENCY_SOURCES = ("auto", "shipped", "host")
-#: this host's reference operator may differ this much from the tables' before the
-#: shipped predictor is judged to describe another host
-HOST_REFERENCE_TOLERANCE = 0.10
-#: the same for reference-paired tables (estimator ``*+ref``): their latencies are
-#: ratios to the reference timed at the same moment, so a host running slower or faster
-#: for a while (20-40% on a shared VM) still matches; only a different class of speed
-#: counts as another host
-HOST_REFERENCE_TOLERANCE_PAIRED = 0.5
 
 
 def reference_tolerance(table: str | os.PathLike) -> float:
-    """How far this host's reference operator may differ from ``table``'s before it is another host."""
-    from surrogate.measure.clocks import split_estimator
-    from surrogate.tables import table_timing
+    """How far this host's reference operator may differ from ``table``'s before it is another
+    host: the tolerance of its timing (:class:`surrogate.timingspec.TimingSpec`)."""
+    from surrogate.timingspec import TimingSpec
 
-    est = table_timing(table).get("estimator") or ""
-    paired = bool(est) and split_estimator(est)[1]
-    return HOST_REFERENCE_TOLERANCE_PAIRED if paired else HOST_REFERENCE_TOLERANCE
+    return (TimingSpec.from_table(table) or TimingSpec()).tolerance
 
 
 #: networks timed to calibrate this host's table sum when the main job measures it
@@ -154,12 +138,12 @@ def host_latency(profile: str, space: str, *, source: str = "auto", networks: in
     from surrogate.measure.host import host_identity, host_match, predictor_table
     from surrogate.measure.hostjob import (host_timing_mismatch, local_predictor, measure_host,
                                            reference_ms_here)
-    from surrogate.predict.workflow import default_predictor_dir
+    from surrogate.paths import shipped_predictor_dir
 
     if source not in LATENCY_SOURCES:
         raise ValueError(f"latency source must be one of {', '.join(LATENCY_SOURCES)}, got {source!r}")
     note: dict = {"source": source}
-    shipped = default_predictor_dir(profile, space)
+    shipped = shipped_predictor_dir(profile, space)
     if source == "auto":
         table = predictor_table(str(shipped), profile, space)
         if table is None:

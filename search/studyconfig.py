@@ -20,8 +20,9 @@ whose settings differ is refused with a :class:`StudyMismatch` (a ``ValueError``
 names each differing setting, both values and the study. What may differ per worker is
 not recorded: sampler or controller, seed, trial count, batch, worker, output folder.
 
-Each worker's own description (device, runtime, latency kind, package versions) goes
-with its trials instead: :func:`trial_metadata`.
+:class:`SweepConfig` holds a sweep's settings and builds its objectives. Each worker's own
+description (device, runtime, latency kind, package versions) goes with its trials
+instead: :func:`trial_metadata`.
 """
 from __future__ import annotations
 
@@ -31,7 +32,14 @@ import math
 import re
 import time
 import unicodedata
-from typing import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable
+
+from surrogate.measure.profiles import DEFAULT_PROFILE
+
+if TYPE_CHECKING:
+    from surrogate.measure.profiles import DeviceProfile
 
 RECORD_ATTR = "identity"
 """The study user attribute holding the record."""
@@ -41,6 +49,8 @@ MAX_TARGET_MS = 1e6
 """The largest latency target accepted (ms)."""
 DIRECTIONS = ("maximize", "minimize")
 """The directions of a sweep's objectives: accuracy, latency (ms)."""
+SAMPLERS = ("nsga2", "tpe", "random")
+"""The Optuna samplers a sweep may use."""
 
 #: (key, label, keys whose difference makes this one's redundant in a message)
 SETTINGS = (
@@ -89,6 +99,110 @@ def check_study_name(name: str | None, as_path: bool) -> None:
     if as_path and ("/" in name or "\\" in name or name in (".", "..")):
         raise ValueError(f"--study-name {name!r} names the output folder (mnas_runs/<study>) and must "
                          f"stay inside it: no '/', '\\', '.' or '..' (or give --out)")
+
+
+# -- the settings of a sweep ------------------------------------------------------------
+@dataclass
+class SweepConfig:
+    """Settings of one sweep (JSON-able)."""
+
+    space: str = "anb"
+    profile: str = DEFAULT_PROFILE
+    accuracy: str = "anb"
+    sampler: str = "nsga2"
+    controller: str | None = None
+    trials: int = 300
+    seed: int = 0
+    batch: int = 8
+    storage: str | None = None
+    study_name: str | None = None
+    latency_target_ms: float | None = None
+    reward: str = "soft"
+    seed_reference: bool = True
+    out_dir: str | None = None
+    data: str | None = None
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if not isinstance(self.trials, int) or self.trials < 1:
+            raise ValueError(f"trials must be a positive integer, got {self.trials!r}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        check_latency_target(self.latency_target_ms)
+        check_study_name(self.study_name, as_path=self.out_dir is None)
+        if self.reward not in ("soft", "hard"):
+            raise ValueError(f"reward must be 'soft' or 'hard', got {self.reward!r}")
+
+    @property
+    def name(self) -> str:
+        """The study name: given, else derived from space, profile, objective, method and seed."""
+        how = self.controller or self.sampler
+        return self.study_name or f"{self.space}-{self.profile}-{self.accuracy}-{how}-seed{self.seed}"
+
+    @cached_property
+    def device(self) -> DeviceProfile:
+        """The measuring device profile ``profile``, resolved once (``ValueError`` for an
+        unknown or predict-only one)."""
+        return resolve_device(self.profile)
+
+    # -- the objectives ---------------------------------------------------------------------
+    def check_accuracy(self, accuracy) -> None:
+        """``ValueError`` unless the accuracy objective is one of this sweep's space."""
+        if accuracy.space.name != self.space:
+            raise ValueError(f"accuracy objective {accuracy.name!r} is for space {accuracy.space.name!r}, "
+                             f"not {self.space!r}")
+
+    def accuracy_objective(self, accuracy_file: str | None = None):
+        """The accuracy objective ``accuracy`` (with ``data``; ``accuracy_file``: the model
+        file of ``ofa``), checked against the space."""
+        from .accuracy import get_accuracy
+
+        kw: dict[str, Any] = {"data": self.data}
+        if accuracy_file is not None:
+            if self.accuracy != "ofa":
+                raise ValueError(f"--accuracy-file is read by --accuracy ofa, not {self.accuracy!r}")
+            kw["accuracy_file"] = accuracy_file
+        if self.accuracy == "ofa" and self.space.startswith("ofa-"):
+            kw["space"] = self.space  # OFA's encoding is the same for both supernet widths
+        acc = get_accuracy(self.accuracy, **kw)
+        self.check_accuracy(acc)
+        return acc
+
+    def latency_objective(self, kind: str = "predicted", *, predictor: str | None = None,
+                          source: str = "auto", published=None, progress: bool = True,
+                          log: Callable[[str], None] | None = None) -> tuple[Any, dict | None]:
+        """(the latency objective, a note on where its tables came from, or None).
+
+        ``published``: a predict-only device (its shipped predictor, nothing timed);
+        ``kind`` ``measured``: the profile's end-to-end table; else ``predictor``, or
+        the shipped or this host's predictor as ``source`` chooses (:func:`.latency.host_latency`).
+        """
+        from .latency import PredictedLatency
+
+        if published is not None:
+            return PredictedLatency(self.profile, self.space, predictor), {
+                "source": "published", "chosen": "published", "device": published.name,
+                "reason": f"predict-only device: {published.description}; finalists are not re-timed"}
+        if kind == "measured":
+            from .latency import MeasuredLatency
+
+            if predictor:
+                raise ValueError("--predictor applies to --latency predicted only")
+            return MeasuredLatency(self.profile, self.space), None
+        if predictor:
+            return PredictedLatency(self.profile, self.space, predictor), None
+        from .latency import host_latency
+
+        return host_latency(self.profile, self.space, source=source, progress=progress,
+                            log=log or (lambda *a: None))
+
+
+def resolve_device(profile: str) -> DeviceProfile:
+    """The device profile named ``profile``: the one place a sweep resolves a name."""
+    from surrogate.measure.profiles import get_profile
+
+    return get_profile(profile)
 
 
 # -- the record -------------------------------------------------------------------------------
@@ -271,9 +385,7 @@ def trial_metadata(cfg, latency) -> dict:
     import optuna
 
     try:
-        from surrogate.measure.profiles import get_profile
-
-        prof = get_profile(cfg.profile)
+        prof = cfg.device
         runtime, rt_versions = prof.runtime, prof.runtime_versions()
     except (ValueError, KeyError, ImportError):  # a profile this build does not know
         runtime, rt_versions = None, {}

@@ -1,5 +1,8 @@
 """Multi-objective sweeps on the surrogates, driven through Optuna's ask/tell.
 
+The settings (:class:`SweepConfig`, which builds the objectives) are
+:mod:`search.studyconfig`'s; finalists are timed by :mod:`surrogate.measure.finalists`.
+
 Objectives: accuracy (maximised, from an accuracy objective) and latency in ms
 (minimised, from the shipped latency predictor of the profile and space). The
 proposals come from an Optuna sampler (NSGA-II, TPE, random) or from a controller
@@ -20,6 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,53 +34,15 @@ from .controllers.base import SweepContext
 from .pareto import hypervolume_2d, pareto_front
 from .reward import MnasReward
 from .storage import is_rdb, open_storage, worker_id
-from .studyconfig import (DIRECTIONS, check_latency_target, check_study_name, open_study, storage_label,
+from .studyconfig import (DIRECTIONS, SAMPLERS, SweepConfig, open_study, resolve_device, storage_label,
                           study_record, trial_metadata)
 
+if TYPE_CHECKING:
+    from surrogate.measure.profiles import DeviceProfile
+
 __all__ = ["SAMPLERS", "SweepConfig", "SweepResult", "default_target", "finalists_host_match",
-           "make_sampler", "open_storage", "reference_baseline_ms", "remeasure_finalists",
-           "run_sweep", "trial_metadata", "write_summary"]
-
-SAMPLERS = ("nsga2", "tpe", "random")
-
-
-@dataclass
-class SweepConfig:
-    """Settings of one sweep (JSON-able)."""
-
-    space: str = "anb"
-    profile: str = "cpu-litert"
-    accuracy: str = "anb"
-    sampler: str = "nsga2"
-    controller: str | None = None
-    trials: int = 300
-    seed: int = 0
-    batch: int = 8
-    storage: str | None = None
-    study_name: str | None = None
-    latency_target_ms: float | None = None
-    reward: str = "soft"
-    seed_reference: bool = True
-    out_dir: str | None = None
-    data: str | None = None
-
-    def __post_init__(self):
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if not isinstance(self.trials, int) or self.trials < 1:
-            raise ValueError(f"trials must be a positive integer, got {self.trials!r}")
-        if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
-        check_latency_target(self.latency_target_ms)
-        check_study_name(self.study_name, as_path=self.out_dir is None)
-        if self.reward not in ("soft", "hard"):
-            raise ValueError(f"reward must be 'soft' or 'hard', got {self.reward!r}")
-
-    @property
-    def name(self) -> str:
-        """The study name: given, else derived from space, profile, objective, method and seed."""
-        how = self.controller or self.sampler
-        return self.study_name or f"{self.space}-{self.profile}-{self.accuracy}-{how}-seed{self.seed}"
+           "make_sampler", "open_storage", "remeasure_finalists", "run_sweep", "trial_metadata",
+           "write_summary"]
 
 
 @dataclass
@@ -158,36 +124,18 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
     tests kill a worker there.
     """
     import optuna
-    from optuna.distributions import CategoricalDistribution
 
     from .ledger import Ledger, Mirror
-    from .storage import Heartbeat
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = get_space(cfg.space)
-    if accuracy.space.name != space.name:
-        raise ValueError(f"accuracy objective {accuracy.name!r} is for space {accuracy.space.name!r}, "
-                         f"not {space.name!r}")
+    cfg.check_accuracy(accuracy)
     t0 = time.perf_counter()
     storage = open_storage(cfg.storage) if storage is None else storage
-    directions = list(DIRECTIONS)
-    # the study remembers what it is (search.studyconfig): a worker with other settings is refused
-    wanted = study_record(cfg, space, accuracy, latency, directions)
-    study, record = open_study(
-        storage, cfg.name, wanted, where=storage_label(cfg.storage),
-        sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
-        default_target=lambda: default_target(latency, space),
-        created_attrs={"config": {k: v for k, v in asdict(cfg).items() if k != "out_dir"}})
+    study, record = _open_study(cfg, storage, space, accuracy, latency)
     target = float(record["latency_target_ms"])
-    if "latency_target_ms" not in study.user_attrs:  # written once, by the creator or an adopter
-        study.set_user_attr("latency_target_ms", target)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["accuracy", "latency_ms"])
     reward = MnasReward.from_name(cfg.reward, target)
-    dists = {d.name: CategoricalDistribution(tuple(range(d.n))) for d in space.decisions}
+    dists = _distributions(space)
     worker = worker_id()
     ledger = Ledger(study, storage, worker, cfg.trials, on_phase=on_phase)
     ledger.on_phase("open")
@@ -197,74 +145,18 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
         controller.before_sweep(SweepContext(study, space, reward, out_dir, trials=cfg.trials,
                                              reward_kind=cfg.reward, accuracy=accuracy, latency=latency))
     mirror = None if controller is not None else Mirror(
-        make_sampler(cfg.sampler, cfg.seed, space.n_decisions), directions, dists)
+        make_sampler(cfg.sampler, cfg.seed, space.n_decisions), list(DIRECTIONS), dists)
     refs = _reference_members(space) if cfg.seed_reference else []
     ledger.refresh()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.trials, initial=min(ledger.complete(), cfg.trials), unit="trial",
-                   desc=f"sweep {cfg.name}", file=sys.stderr, dynamic_ncols=True)
-    evaluated = 0
-    meta = {"worker": worker, **trial_metadata(cfg, latency)}
-    if is_rdb(storage):  # relational: each attribute costs queries, so the worker's constants go
-        study.set_user_attr(f"worker:{worker}", meta)  # once into the study, the trial keeps its id
-        meta = {"worker": worker}
+    bar = _progress_bar(cfg, ledger) if progress else None
     # a latency target given as a hard budget (when the study was created) is an Optuna
     # constraint (feasible: <= 0), which NSGA-II's constrained domination and the dashboard read
     budget = record.get("latency_budget_ms")
-    budget = float(budget) if budget is not None else None
-    names = [d.name for d in space.decisions]
+    batches = _Batches(cfg, space, dists, ledger, _worker_meta(cfg, study, storage, worker, latency),
+                       refs, controller, mirror, accuracy, latency, reward,
+                       None if budget is None else float(budget))
     try:
-        with Heartbeat(storage) as beat:
-            while True:
-                ledger.refresh()
-                if ledger.complete() >= cfg.trials:
-                    # a killed worker's claims beyond the last slot stay RUNNING once the study
-                    # is full: nobody would fail them but this pass before leaving
-                    ledger.fail_dead()
-                    break
-                free = ledger.free()
-                if free <= 0:  # every slot is held by a running trial: wait for it to end or die
-                    ledger.wait()
-                    continue
-                k = min(cfg.batch, free)
-                claims = []
-                for name, idx in ledger.missing_references(refs)[:k]:
-                    attrs = {**meta, "arch": format_arch(space.to_arch(idx)), "seed_reference": name}
-                    claims.append(ledger.claim(dict(zip(names, map(int, idx))), dists, idx, attrs))
-                    ledger.on_phase("reference")
-                if len(claims) < k:
-                    if controller is not None:
-                        props = [(dict(zip(names, map(int, idx))), {}) for idx in controller.propose(k - len(claims))]
-                    else:
-                        mirror.sync(ledger.trials)
-                        props = mirror.ask(k - len(claims))
-                    for params, sys_attrs in props:
-                        c = space.canonical([params[n] for n in names])
-                        claims.append(ledger.claim(params, dists, c, {**meta, "arch": format_arch(space.to_arch(c))},
-                                                   sys_attrs))
-                ledger.on_phase("claimed")
-                kept = ledger.settle(claims)
-                if not kept:
-                    continue
-                beat.trials = [tid for tid, _, _ in kept]
-                canon = np.array([c for _, _, c in kept], dtype=np.int64)
-                acc = accuracy.batch(canon)
-                lat = latency.batch(canon)
-                rew = reward(acc, lat)
-                told = []
-                for (tid, _, _), a, l_ in zip(kept, acc, lat):
-                    c = None if budget is None else float(l_) - budget
-                    told.append(ledger.tell(tid, [float(a), float(l_)], constraint=c))
-                beat.trials = []
-                ledger.on_phase("told")
-                evaluated += sum(told)
-                if controller is not None:
-                    controller.observe([tuple(c) for c in canon], acc, lat, rew)
-                if bar is not None:
-                    bar.update(sum(told))
+        evaluated = batches.run(storage, bar)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -276,6 +168,131 @@ def run_sweep(cfg: SweepConfig, accuracy, latency, *, progress: bool = True,
     if controller is not None:
         controller.after_sweep(result)
     return result
+
+
+def _open_study(cfg: SweepConfig, storage, space, accuracy, latency):
+    """Create or join the study of ``cfg`` (:mod:`search.studyconfig`: a worker with other
+    settings is refused); (the study, its record)."""
+    import warnings
+
+    import optuna
+
+    wanted = study_record(cfg, space, accuracy, latency, list(DIRECTIONS))
+    study, record = open_study(
+        storage, cfg.name, wanted, where=storage_label(cfg.storage),
+        sampler=optuna.samplers.RandomSampler(seed=cfg.seed),
+        default_target=lambda: default_target(latency, space),
+        created_attrs={"config": {k: v for k, v in asdict(cfg).items() if k != "out_dir"}})
+    if "latency_target_ms" not in study.user_attrs:  # written once, by the creator or an adopter
+        study.set_user_attr("latency_target_ms", float(record["latency_target_ms"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["accuracy", "latency_ms"])
+    return study, record
+
+
+def _distributions(space) -> dict:
+    from optuna.distributions import CategoricalDistribution
+
+    return {d.name: CategoricalDistribution(tuple(range(d.n))) for d in space.decisions}
+
+
+def _progress_bar(cfg: SweepConfig, ledger):
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.trials, initial=min(ledger.complete(), cfg.trials), unit="trial",
+                desc=f"sweep {cfg.name}", file=sys.stderr, dynamic_ncols=True)
+
+
+def _worker_meta(cfg: SweepConfig, study, storage, worker: str, latency) -> dict:
+    """The user attributes each trial of this worker carries."""
+    meta = {"worker": worker, **trial_metadata(cfg, latency)}
+    if is_rdb(storage):  # relational: each attribute costs queries, so the worker's constants go
+        study.set_user_attr(f"worker:{worker}", meta)  # once into the study, the trial keeps its id
+        meta = {"worker": worker}
+    return meta
+
+
+@dataclass
+class _Batches:
+    """One worker's loop: claim a batch, evaluate it on the objectives, tell it."""
+
+    cfg: SweepConfig
+    space: Any
+    dists: dict
+    ledger: Any
+    meta: dict
+    refs: list
+    controller: Any
+    mirror: Any
+    accuracy: Any
+    latency: Any
+    reward: MnasReward
+    budget: float | None
+
+    def run(self, storage, bar) -> int:
+        """Batches until the study holds ``cfg.trials`` COMPLETE trials; the trials told here."""
+        from .storage import Heartbeat
+
+        ledger, evaluated = self.ledger, 0
+        with Heartbeat(storage) as beat:
+            while True:
+                ledger.refresh()
+                if ledger.complete() >= self.cfg.trials:
+                    # a killed worker's claims beyond the last slot stay RUNNING once the study
+                    # is full: nobody would fail them but this pass before leaving
+                    ledger.fail_dead()
+                    return evaluated
+                free = ledger.free()
+                if free <= 0:  # every slot is held by a running trial: wait for it to end or die
+                    ledger.wait()
+                    continue
+                kept = ledger.settle(self.claim(min(self.cfg.batch, free)))
+                if not kept:
+                    continue
+                told = self.evaluate(kept, beat)
+                evaluated += told
+                if bar is not None:
+                    bar.update(told)
+
+    def claim(self, k: int) -> list:
+        """Claim ``k`` trials: missing reference members first, then proposals."""
+        names = [d.name for d in self.space.decisions]
+        claims = []
+        for name, idx in self.ledger.missing_references(self.refs)[:k]:
+            attrs = {**self.meta, "arch": format_arch(self.space.to_arch(idx)), "seed_reference": name}
+            claims.append(self.ledger.claim(dict(zip(names, map(int, idx))), self.dists, idx, attrs))
+            self.ledger.on_phase("reference")
+        if len(claims) < k:
+            if self.controller is not None:
+                props = [(dict(zip(names, map(int, idx))), {}) for idx in self.controller.propose(k - len(claims))]
+            else:
+                self.mirror.sync(self.ledger.trials)
+                props = self.mirror.ask(k - len(claims))
+            for params, sys_attrs in props:
+                c = self.space.canonical([params[n] for n in names])
+                claims.append(self.ledger.claim(params, self.dists, c,
+                                                {**self.meta, "arch": format_arch(self.space.to_arch(c))},
+                                                sys_attrs))
+        self.ledger.on_phase("claimed")
+        return claims
+
+    def evaluate(self, kept: list, beat) -> int:
+        """Evaluate the settled claims and tell them; how many were told."""
+        beat.trials = [tid for tid, _, _ in kept]
+        canon = np.array([c for _, _, c in kept], dtype=np.int64)
+        acc = self.accuracy.batch(canon)
+        lat = self.latency.batch(canon)
+        rew = self.reward(acc, lat)
+        told = []
+        for (tid, _, _), a, l_ in zip(kept, acc, lat):
+            c = None if self.budget is None else float(l_) - self.budget
+            told.append(self.ledger.tell(tid, [float(a), float(l_)], constraint=c))
+        beat.trials = []
+        self.ledger.on_phase("told")
+        if self.controller is not None:
+            self.controller.observe([tuple(c) for c in canon], acc, lat, rew)
+        return sum(told)
 
 
 def _reference_members(space) -> list[tuple[str, tuple[int, ...]]]:
@@ -357,99 +374,35 @@ def write_summary(result: SweepResult, path: str | os.PathLike) -> None:
     write_json_atomic(path, result.as_dict())
 
 
-# -- finalists ------------------------------------------------------------------------
-def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
-                        cache_dir: str | None = None) -> list[dict]:
-    """Time the ``k`` front architectures nearest the target end to end on the profile's
-    device and report them beside their predicted latency (``flag`` beyond 10%).
 
-    They are timed the way the predictor's table was (its estimator and, for a
-    ``+ref`` table, its reference base), so prediction and measurement share a scale.
+
+# -- finalists (timed by surrogate.measure.finalists) ----------------------------------------
+def remeasure_finalists(result: SweepResult, k: int, *, progress: bool = True,
+                        cache_dir: str | None = None, device: DeviceProfile | None = None) -> list[dict]:
+    """Time the ``k`` front architectures nearest the target end to end on the device
+    (``device``: the resolved profile, default the result's) and report them beside their
+    predicted latency (``flag`` beyond 10%); sets ``result.finalists`` and ``host_match``.
+
+    They are timed the way the predictor's table was (:func:`surrogate.measure.finalists.remeasure`).
     """
-    from space.blockstring import parse_arch
-    from surrogate.measure.clocks import split_estimator
-    from surrogate.measure.host import table_reference_ms
-    from surrogate.measure.hostjob import NETWORK_SETTINGS
-    from surrogate.measure.jobs import measure_models
-    from surrogate.measure.profiles import get_profile
-    from surrogate.measure.timing import MeasureSettings
-    from surrogate.tables import table_timing
+    from surrogate.measure.finalists import remeasure
 
     if k < 1 or not result.pareto:
         return []
     cfg = result.config
     front = sorted(result.pareto, key=lambda p: abs(p["latency_ms"] - result.latency_target_ms))[:k]
-    prof = get_profile(cfg["profile"])
-    out = Path(result.files["summary"]).parent
-    source = (result.latency or {}).get("table_source")
-    timing = table_timing(source) if source else {}
-    same_clock = timing.get("clock") == prof.clock
-    settings = MeasureSettings(**NETWORK_SETTINGS,
-                               estimator=timing.get("estimator") if same_clock else None)
-    archs = [parse_arch(p["arch"]) for p in front]
-    summary = measure_models(prof, cfg["space"], [(a, "finalist") for a in archs],
-                             out_dir=out, table_name="finalists_models.csv", progress=progress,
-                             settings=settings, chunk=k, cache_dir=cache_dir, convert_all_cores=True,
-                             reference_base_ms=timing.get("reference_base_ms") if same_clock else None)
-    by_arch = {r["arch"]: r for r in summary.rows}
-    timed = [by_arch.get(format_arch(a)) for a in archs]  # the rows of the front, in its order
-    # the reference operator when the predictor's own tables were timed (the shipped
-    # tables' when the predictor names none or its table is gone)
-    base = (table_reference_ms(source) if source else None) or reference_baseline_ms(cfg["profile"], cfg["space"])
-    # finalists timed reference-paired (+ref) are on the tables' reference scale already
-    paired = bool(settings.estimator) and split_estimator(settings.estimator)[1]
-    rows = []
-    for p, r in zip(front, timed):
-        m = r["median_ms"] if r else None
-        err = (p["latency_ms"] / m - 1) if m else None
-        # the reference operator now vs when the tables were timed: a busy or different
-        # machine shows up here, and the normalised figure discounts it (paired: already)
-        ratio = (r["ref_ms"] / base) if (r and base and np.isfinite(r.get("ref_ms", np.nan))) else None
-        norm = m if paired else ((m / ratio) if (m and ratio) else None)
-        rows.append({**p, "measured_ms": m, "error": err,
-                     "flag": bool(err is not None and abs(err) > 0.10),
-                     "reference_ratio": ratio, "reference_paired": paired,
-                     "measured_normalised_ms": norm})
+    device = device if device is not None else resolve_device(cfg["profile"])
+    rows, reference_here = remeasure(device, cfg["space"], front, out_dir=Path(result.files["summary"]).parent,
+                                     latency=result.latency, progress=progress, cache_dir=cache_dir, chunk=k)
     result.finalists = rows
-    refs = [r["ref_ms"] for r in timed if r and np.isfinite(r.get("ref_ms", np.nan))]
-    result.host_match = finalists_host_match(result, float(np.median(refs)) if refs else None)
+    result.host_match = finalists_host_match(result, reference_here)
     return rows
 
 
 def finalists_host_match(result: SweepResult, reference_ms_here: float | None = None) -> dict:
-    """Whether the tables behind the sweep's latency came from this host kind
-    (:func:`surrogate.measure.host.host_match`), with ``message``: a few plain lines when
-    they did not (or cannot be told) and a finalist disagrees by more than 10%."""
-    from surrogate.measure.host import host_match, predictor_table
-    from surrogate.tables import table_path
+    """Whether the tables behind the sweep's latency came from this host kind, with a few
+    plain lines when not and a finalist is flagged (:func:`surrogate.measure.finalists.tables_host_match`)."""
+    from surrogate.measure.finalists import tables_host_match
 
-    cfg, lat = result.config, result.latency or {}
-    subject = "the latency tables behind this predictor"
-    if lat.get("kind") == "measured":
-        subject = "the end-to-end table this sweep looked latency up in"
-        table = table_path(cfg["profile"], cfg["space"], "models")
-        table = table if table.is_file() else None
-    else:
-        table = predictor_table(lat.get("predictor"), cfg["profile"], cfg["space"])
-    if table is None:
-        return {"table": None, "same": None, "message": []}
-    try:
-        m = host_match(table, reference_ms_here=reference_ms_here)
-    except (ValueError, OSError) as exc:  # a bad provenance file must not lose a finished sweep
-        return {"table": str(table), "same": None, "error": str(exc), "message": []}
-    flagged = any(f.get("flag") for f in result.finalists)
-    return {**m.as_dict(), "flagged": flagged,
-            "message": m.explain(cfg["space"], reference=False, subject=subject)
-            if flagged and m.same is not True else []}
-
-
-def reference_baseline_ms(profile: str, space: str) -> float | None:
-    """Median reference-operator time in the shipped tables of (profile, space), if any."""
-    from surrogate.tables import Table, reference_baseline, table_path
-
-    for table in (Table.models(table_path(profile, space, "models")),
-                  Table.ops(table_path(profile, space, "ops"))):
-        base = reference_baseline(table)
-        if base is not None:
-            return base
-    return None
+    cfg = result.config
+    return tables_host_match(cfg["profile"], cfg["space"], result.latency, result.finalists, reference_ms_here)

@@ -27,7 +27,7 @@ SkipOp: ``identity`` adds the input when stride 1 and in == out; ``none`` never;
 ``pool`` also bridges the first layer of a stage: average-pool by the stride and,
 when the width changes, a 1x1 conv + BN on the shortcut.
 
-Extensions (issue L; every default reproduces the forms above):
+Extensions (every default reproduces the forms above):
 
 * ``fused`` (EfficientNet-EdgeTPU / EfficientNetV2 fused-MBConv): kxk conv
   in->mid with the stride + BN + act; SE; 1x1 project + BN (linear). ``fused`` at e1

@@ -1,5 +1,5 @@
 """Published mobile networks beyond MnasNet: MobileNetV3, pytorchcv's builds, ProxylessNAS,
-SPNASNet, FBNet-C, EfficientNet-EdgeTPU (issue L, item 2).
+SPNASNet, FBNet-C, EfficientNet-EdgeTPU.
 
 Each builder follows one release's code, read from the source named beside it, and
 returns an :class:`~space.arch.Arch`; :data:`MOBILE_SOURCES` names the source of every

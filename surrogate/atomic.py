@@ -93,3 +93,10 @@ def write_folder_atomic(path: str | os.PathLike, files: "dict[str, bytes | str] 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def now_iso() -> str:
+    """Current UTC time, ISO 8601 to the second (provenance and lock stamps)."""
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()

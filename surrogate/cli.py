@@ -50,7 +50,7 @@ def _cmd_devices(args) -> int:
 
 def _cmd_host(args) -> int:
     from .measure.host import describe_host, host_identity, host_match
-    from .measure.profiles import get_profile
+    from .measure.profiles import as_profile
     from .tables import tables_dir
 
     root = tables_dir(args.tables)
@@ -58,7 +58,7 @@ def _cmd_host(args) -> int:
         raise FileNotFoundError(f"--tables {args.tables}: " + ("not a folder" if root.exists()
                                                                else "no such folder"))
     if args.profile is not None:
-        get_profile(args.profile)  # ValueError naming the profiles on a bad name
+        as_profile(args.profile)  # ValueError naming the profiles on a bad name
         profiles = [args.profile]
     else:
         profiles = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
@@ -103,11 +103,10 @@ def _cmd_host(args) -> int:
     return 0
 
 
-def _settings(args):
-    from .measure.profiles import get_profile
+def _settings(args, p):
+    """The measurement settings of the options, defaulting to profile ``p``'s."""
     from .measure.timing import MeasureSettings
 
-    p = get_profile(args.profile)
     extra = {} if args.estimator is None else {"estimator": args.estimator}
     return MeasureSettings(warmup=p.warmup if args.warmup is None else args.warmup,
                            runs=p.runs if args.runs is None else args.runs,
@@ -120,7 +119,7 @@ def _profile(args):
     from .measure.profiles import get_profile
 
     conv = getattr(args, "converter", None)
-    return get_profile(args.profile, converter=conv) if conv else get_profile(args.profile)
+    return get_profile(args.profile, **({"converter": conv} if conv else {}))
 
 
 def _print_summary(summary, as_json: bool) -> None:
@@ -162,7 +161,8 @@ def _cmd_measure_ops(args) -> int:
                 if not lc.is_identity:
                     seen.setdefault(lc.key(), lc)
         configs = [seen[k] for k in sorted(seen)]
-    s = measure_ops(_profile(args), space, out_dir=args.out, settings=_settings(args),
+    prof = _profile(args)
+    s = measure_ops(prof, space, out_dir=args.out, settings=_settings(args, prof),
                     chunk=args.chunk, limit=args.limit, cache_dir=args.cache,
                     progress=not args.no_progress, convert_only=args.convert_only,
                     cached_only=args.cached_only, configs=configs, device=args.device,
@@ -208,7 +208,8 @@ def _cmd_measure_models(args) -> int:
 
     archs = _archs_for(args)
     space = args.space or "reference"
-    s = measure_models(_profile(args), space, archs, out_dir=args.out, settings=_settings(args),
+    prof = _profile(args)
+    s = measure_models(prof, space, archs, out_dir=args.out, settings=_settings(args, prof),
                        chunk=args.chunk, cache_dir=args.cache, progress=not args.no_progress,
                        table_name=args.table, convert_only=args.convert_only,
                        cached_only=args.cached_only, device=args.device, claims=args.claims)
@@ -360,6 +361,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_host)
 
+    _register_measure(sub)
+    cli_predict.register(sub)
+    cli_phone.register(sub)
+    _register_table(sub)
+
+
+def _register_measure(sub: argparse._SubParsersAction) -> None:
+    """Add ``measure ops|models|host``."""
     p = sub.add_parser("measure", help="measure operator tables or whole networks")
     msub = p.add_subparsers(dest="measure_cmd", required=True, parser_class=OneLineParser)
     s = msub.add_parser("ops", help="per-operator latency table of a space (resumable)")
@@ -387,10 +396,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_measure_models)
     s = msub.add_parser("host", help="this machine in minutes: a space's operator table, a few dozen "
                                      "networks and a calibrated predictor, under $MNAS_HOME/hosts/<host_id>")
+    from .measure.profiles import DEFAULT_PROFILE
     from .measure.timing import DEFAULT_ESTIMATOR, ESTIMATORS
 
     add_space_arg(s, required=True)
-    add_profile_arg(s, default="cpu-litert", help="device profile (default cpu-litert)")
+    add_profile_arg(s, default=DEFAULT_PROFILE, help=f"device profile (default {DEFAULT_PROFILE})")
     s.add_argument("--networks", type=positive_int, default=40,
                    help="random networks to time for the calibration (default 40)")
     s.add_argument("--seed", type=int, default=0, help="seed of the random networks (default 0)")
@@ -408,9 +418,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.set_defaults(func=_cmd_measure_host)
 
-    cli_predict.register(sub)
-    cli_phone.register(sub)
 
+def _register_table(sub: argparse._SubParsersAction) -> None:
+    """Add ``table validate|merge|drop|convert``."""
     p = sub.add_parser("table", help="validate and convert latency tables")
     tsub = p.add_subparsers(dest="table_cmd", required=True, parser_class=OneLineParser)
     s = tsub.add_parser("validate", help="check a table and its provenance")

@@ -12,6 +12,7 @@ from pathlib import Path
 from space.cli import UsageError, positive_int, print_json
 
 from .cli_common import arch_ms_rows, read_text_file
+from .paths import DEFAULT_PROFILE
 
 MIN_K = 3
 _HOLDS = "arch,ms rows (a network name or architecture string, and its latency in ms)"
@@ -69,7 +70,7 @@ def _prior(args):
             return CrossDevicePrior.load(args.prior), {"file": str(Path(args.prior).resolve())}
         except (OSError, ValueError) as exc:
             raise UsageError(f"--prior {args.prior}: {exc}") from None
-    return shipped_prior(args.profile or "cpu-litert", args.dtype), {
+    return shipped_prior(args.profile or DEFAULT_PROFILE, args.dtype), {
         "shipped": f"{args.profile or 'cpu-litert'}_phones-{args.dtype}"}
 
 
@@ -89,7 +90,7 @@ def cmd_fit_device(args) -> int:
     from .predict.crossdevice import CrossDeviceLatency
 
     names, archs, y = read_device_timings(args.device_timings)
-    profile = args.profile or "cpu-litert"
+    profile = args.profile or DEFAULT_PROFILE
     prior, prior_ref = _prior(args)
     table = host_op_table(profile, args.tables)
     host_id = _host_id(table)
@@ -127,7 +128,7 @@ def cmd_predict_device(args, est) -> int:
     if not archs:
         raise UsageError("no architectures: give ARCH... or --archs FILE")
     train = (est.meta_.get("train") or {}) if hasattr(est, "meta_") else {}
-    profile = train.get("profile") or "cpu-litert"
+    profile = train.get("profile") or DEFAULT_PROFILE
     same = train.get("host_id") is not None and train.get("host_id") == _this_host_id()
     table, rep = ensure_ops(archs, est.table, profile, measure=same and not args.no_measure,
                             same_host=same)
@@ -162,7 +163,7 @@ def cmd_suggest_phone(args) -> int:
     from .predict.crossdevice import SCHEMES, _consensus, host_features, shipped_prior
     from .predict.suggest import _doptimal, _standardise
 
-    profile = getattr(args, "profile", None) or "cpu-litert"
+    profile = getattr(args, "profile", None) or DEFAULT_PROFILE
     prior = shipped_prior(profile, args.dtype)
     table = host_op_table(profile)
     names, rows = [], []
@@ -206,8 +207,8 @@ def cmd_validate_published(args) -> int:
         devs = sorted({g.device for g in groups.values()})
         raise UsageError(f"--device {args.device!r}: no group of that device; expected one of "
                          f"{', '.join(devs)}")
-    table = host_op_table("cpu-litert")
-    e2e_path = table_path("cpu-litert", "reference-mobile", "models")
+    table = host_op_table(DEFAULT_PROFILE)
+    e2e_path = table_path(DEFAULT_PROFILE, "reference-mobile", "models")
     e2e = {r["arch"]: r["median_ms"] for r in Table.models(e2e_path).read()} if e2e_path.is_file() else {}
     add_features(groups, table, ("kernel",), e2e)
     keys = [k for k, g in groups.items() if not args.device or g.device == args.device]

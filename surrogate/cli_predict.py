@@ -146,7 +146,7 @@ def _cmd_fit(args) -> int:
 
 def _load_for(args):
     from .predict.persist import load_predictor
-    from .predict.workflow import default_predictor_dir
+    from .paths import shipped_predictor_dir
     from .predict.zoo import PUBLISHED
 
     if args.predictor:
@@ -159,7 +159,7 @@ def _load_for(args):
     if dev is not None and dev.space != args.space:
         raise UsageError(f"{args.profile} is a predict-only device of space {dev.space!r}, not "
                          f"{args.space!r}; use --space {dev.space}")
-    path = default_predictor_dir(args.profile, args.space)
+    path = shipped_predictor_dir(args.profile, args.space)
     return load_predictor(path, space=args.space, profile=args.profile)
 
 

@@ -344,6 +344,18 @@ def import_lut(text: str, *, act: str | None = None, target: Sequence[LayerConfi
     return res
 
 
+def _ops_space(table: str | os.PathLike | None) -> str:
+    """The space an ``<space>_ops.csv`` path names, else the file name ('' for none)."""
+    from .paths import parse_table_name
+
+    name = Path(table or "").name
+    try:
+        _, space, kind, tag = parse_table_name(name)
+    except ValueError:
+        return name
+    return space if kind == "ops" and tag is None else name
+
+
 def lut_target(space: str | None = None, arch: str | None = None,
                table: str | os.PathLike | None = None) -> tuple[list[LayerConfig] | None, str]:
     """Operators to check a LUT import against, and their name.
@@ -355,7 +367,7 @@ def lut_target(space: str | None = None, arch: str | None = None,
 
     if arch:
         return list(resolve_arch(arch).ops()), f"network {arch}"
-    name = space or Path(table or "").name.removesuffix("_ops.csv")
+    name = space or _ops_space(table)
     if name in space_names():
         return get_space(name).operator_configs(), f"space {name}"
     if space:
@@ -426,7 +438,7 @@ def convert_file(src: str | os.PathLike, dst: str | os.PathLike, *, act: str | N
         write_atomic(dst, text)
         return (f"wrote {dst}: {text.count('count:')} entries; {skipped} rows not expressible "
                 f"(SE, grouped, irf/conv/skip, pooled skip, non-3x3 stem)"), []
-    if dst.suffix != ".csv" or not dst.name.endswith("_ops.csv"):
+    if _ops_space(dst) == dst.name:
         raise ValueError(f"destination {dst} must be named <space>_ops.csv when importing a LUT")
     if dst.exists():
         raise ValueError(f"destination {dst} exists; refusing to overwrite it")

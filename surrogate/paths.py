@@ -8,13 +8,16 @@ truth, or the copy installed as package data).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
-__all__ = ["DEFAULT_TABLES_DIR", "HOME_ENV_VAR", "SHIPPED_PREDICTORS_DIR", "TABLE_KINDS", "host_home",
-           "host_predictor_dir", "host_tables_dir", "mnas_home", "parse_table_name", "plain_name",
-           "portable_source", "resolve_source", "shipped_predictor_dir", "table_path", "tables_dir"]
+__all__ = ["DEFAULT_PROFILE", "DEFAULT_TABLES_DIR", "HOME_ENV_VAR", "SHIPPED_PREDICTORS_DIR", "TABLE_KINDS", "host_home",
+           "host_predictor_dir", "host_tables_dir", "mnas_home", "named_table_path", "parse_table_name",
+           "plain_name",
+           "portable_source", "predictor_under", "provenance_path", "read_provenance", "resolve_source", "shipped_predictor_dir",
+           "summary_under", "table_path", "tables_dir", "tables_under"]
 
 
 def _default_tables_dir() -> Path:
@@ -50,6 +53,11 @@ def table_path(profile: str, space: str, kind: str, root: str | os.PathLike | No
     return tables_dir(root) / profile / f"{space}_{kind}{f'_{tag}' if tag else ''}.csv"
 
 
+def named_table_path(profile: str, name: str, root: str | os.PathLike | None = None) -> Path:
+    """``<root>/<profile>/<name>``: a table under a file name of its own (a plain name)."""
+    return tables_dir(root) / profile / plain_name(name, "table name")
+
+
 def plain_name(name: str, what: str = "name") -> str:
     """``name`` when it is a plain file name, used as a path inside one folder; ValueError when
     it has a folder part, is absolute, is ``.``/``..`` or is empty."""
@@ -76,6 +84,32 @@ def parse_table_name(path: str | os.PathLike) -> tuple[str | None, str, str, str
                          f"<space>_models[_<tag>].csv)")
     profile = p.parent.name if p.parent.name not in ("", ".") else None
     return profile, m["space"], m["kind"], m["tag"]
+
+
+# -- provenance beside a table ---------------------------------------------------------
+def provenance_path(table_path: str | os.PathLike) -> Path:
+    """Path of the provenance JSON beside a table."""
+    p = Path(table_path)
+    return p.with_name(p.stem + ".provenance.json")
+
+
+def read_provenance(table_path: str | os.PathLike, strict: bool = False) -> dict | None:
+    """The provenance object beside a table; None when there is none. An unreadable file or
+    one that holds no JSON object is None too, or with ``strict`` a ValueError naming it."""
+    p = provenance_path(table_path)
+    if not p.is_file():
+        return None
+    try:
+        prov = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        if strict:
+            raise ValueError(f"{p}: unreadable provenance JSON ({exc})") from None
+        return None
+    if not isinstance(prov, dict):
+        if strict:
+            raise ValueError(f"{p}: provenance must be a JSON object, got {type(prov).__name__}")
+        return None
+    return prov
 
 
 # -- portable sources (shipped metadata names no machine-specific path) ----------------
@@ -109,6 +143,8 @@ def resolve_source(source: str | os.PathLike | None) -> list[Path]:
 #: the shipped predictors: ``<dir>/<profile>/<space>/``
 SHIPPED_PREDICTORS_DIR = Path(__file__).resolve().parent / "data" / "predictors"
 HOME_ENV_VAR = "MNAS_HOME"
+#: the device profile every command and path defaults to (``surrogate.measure.profiles`` defines it)
+DEFAULT_PROFILE = "cpu-litert"
 
 
 def shipped_predictor_dir(profile: str, space: str) -> Path:
@@ -129,9 +165,24 @@ def host_home(host_id: str) -> Path:
 
 def host_tables_dir(host_id: str) -> Path:
     """The tables root of a host kind (``<profile>/<space>_<kind>.csv`` below it)."""
-    return host_home(host_id) / "latency_tables"
+    return tables_under(host_home(host_id))
 
 
 def host_predictor_dir(profile: str, space: str, host_id: str) -> Path:
     """Where a host kind's fitted predictor for ``(profile, space)`` lives."""
-    return host_home(host_id) / "predictors" / profile / space
+    return predictor_under(host_home(host_id), profile, space)
+
+
+def tables_under(home: str | os.PathLike) -> Path:
+    """The tables root of a host folder ``home`` (:func:`host_home`, or one given instead)."""
+    return Path(home) / "latency_tables"
+
+
+def predictor_under(home: str | os.PathLike, profile: str, space: str) -> Path:
+    """The predictor folder for ``(profile, space)`` of a host folder ``home``."""
+    return Path(home) / "predictors" / profile / space
+
+
+def summary_under(home: str | os.PathLike, profile: str, space: str) -> Path:
+    """The ``mnas measure host`` summary of ``(profile, space)`` in a host folder ``home``."""
+    return Path(home) / f"summary_{profile}_{space}.json"

@@ -24,12 +24,11 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from .measure.clocks import CLOCKS, ESTIMATORS
+from .timingspec import CLOCKS, ESTIMATORS, LEGACY_CLOCK, LEGACY_ESTIMATOR
 
 __all__ = ["LEGACY_CLOCK", "LEGACY_ESTIMATOR", "TableError", "legacy_clock_fields", "read_rows"]
 
 #: what rows of tables without the clock columns were timed with
-LEGACY_CLOCK, LEGACY_ESTIMATOR = "wall", "median"
 
 _INT_COLS = {"h", "w", "in_ch", "out_ch", "kernel", "stride", "expand", "groups", "expand_divisor",
              "num_classes", "n_runs", "n_rounds", "params", "madds"}

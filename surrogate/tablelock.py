@@ -12,7 +12,6 @@ chunk claims instead (:mod:`surrogate.measure.claims`).
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import fcntl
 import json
 import os
@@ -20,6 +19,8 @@ import socket
 import sys
 import time
 from pathlib import Path
+
+from .atomic import now_iso
 
 __all__ = ["TableBusy", "TableLock", "lock_path"]
 
@@ -82,7 +83,7 @@ class TableLock:
                 break
             os.close(fd)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose,
-                "started": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+                "started": now_iso(),
                 "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300]}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)

@@ -20,11 +20,11 @@ appending to one rewrites it once in the current format.
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import hashlib
 import json
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -33,15 +33,17 @@ import numpy as np
 
 from space.arch import LayerConfig
 
-from .atomic import atomic_path, write_atomic, write_json_atomic  # noqa: F401 (re-exported)
-from .paths import _TAG, DEFAULT_TABLES_DIR, TABLE_KINDS, table_path, tables_dir  # noqa: F401
+from .atomic import atomic_path, now_iso, write_atomic, write_json_atomic  # noqa: F401 (re-exported)
+from .paths import (DEFAULT_TABLES_DIR, TABLE_KINDS, parse_table_name,  # noqa: F401 (re-exported)
+                    provenance_path, read_provenance, table_path, tables_dir)
 from .tablefile import (_BOOL_COLS, _CHOICE_COLS, _FLOAT_COLS, _INT_COLS,  # noqa: F401 (re-exported)
-                        LEGACY_CLOCK, LEGACY_ESTIMATOR, TableError, _csv_line, _fmt, _parse_row,
-                        legacy_clock_fields, read_rows)
+                        TableError, _csv_line, _fmt, _parse_row, legacy_clock_fields, read_rows)
+from .timingspec import LEGACY_CLOCK, LEGACY_ESTIMATOR, TimingSpec
 
 __all__ = ["DEFAULT_TABLES_DIR", "MODELS_COLUMNS", "OPS_COLUMNS", "REFERENCE_OP", "TABLE_KINDS",
-           "Table", "TableError", "clock_diverged", "file_sha256", "open_table", "op_row_key",
-           "profile_reference_baseline", "provenance_path", "read_table", "reference_baseline",
+           "Table", "TableError", "clock_diverged", "file_sha256", "now_iso", "open_table", "op_row_key",
+           "profile_reference_baseline", "provenance_path", "read_provenance", "read_table",
+           "reference_baseline",
            "table_kind", "table_path", "table_timing", "tables_dir", "validate_table",
            "write_atomic", "write_json_atomic"]
 
@@ -208,18 +210,13 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def provenance_path(table_path: str | os.PathLike) -> Path:
-    """Path of the provenance JSON beside a table."""
-    p = Path(table_path)
-    return p.with_name(p.stem + ".provenance.json")
-
 
 def table_kind(path: str | os.PathLike) -> str:
     """'ops' or 'models' from the file name (``<space>_ops.csv`` / ``<space>_models.csv``)."""
-    name = Path(path).name
-    for kind in TABLE_KINDS:
-        if re.search(rf"_{kind}(_{_TAG})?\.csv$", name):
-            return kind
+    try:
+        return parse_table_name(path)[2]
+    except ValueError:
+        pass
     raise TableError(f"{path}: expected a file named <space>_ops[_tag].csv or "
                      f"<space>_models[_tag].csv")
 
@@ -307,7 +304,7 @@ def _coverage(path: Path, rows: list[dict], space: str | None) -> dict | None:
         return None
     from space.spaces import get_space, space_names
 
-    name = space or path.name.split("_ops", 1)[0]
+    name = space or parse_table_name(path)[1]
     if name not in space_names():
         return None
     need = {lc.key() for lc in get_space(name).operator_configs()}
@@ -321,14 +318,6 @@ REQUIRED_PROVENANCE = ("profile", "space", "host", "settings", "created", "updat
 
 
 # -- reference-operator figures --------------------------------------------------------
-def _provenance_of(path: str | os.PathLike) -> dict | None:
-    p = provenance_path(path)
-    try:
-        return json.loads(p.read_text()) if p.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
 def reference_baseline(table: Table) -> float | None:
     """Median reference-operator time over the rows a table already has (None: none)."""
     if not table.path.exists():
@@ -344,7 +333,7 @@ def reference_base(table: Table, clock: str, estimator: str) -> float | None:
     a new one takes the row-weighted median base of the folder's tables timed with
     the same clock and estimator, so operator and network tables share one scale.
     """
-    base = (_provenance_of(table.path) or {}).get("reference_base_ms")
+    base = (read_provenance(table.path) or {}).get("reference_base_ms")
     if base:
         return float(base)
     return _weighted_median_over(table.path.parent, "reference_base_ms", clock, estimator)
@@ -395,9 +384,9 @@ def table_timing(path: str | os.PathLike) -> dict:
 
     Legacy provenance (no clock) reads as wall/median; missing or unreadable file: empty dict.
     """
-    prov = _provenance_of(path)
+    prov = read_provenance(path)
     if prov is None:
         return {}
-    return {"clock": prov.get("clock") or LEGACY_CLOCK,
-            "estimator": prov.get("estimator") or LEGACY_ESTIMATOR,
+    spec = TimingSpec.from_provenance(prov)
+    return {"clock": spec.clock, "estimator": spec.estimator,
             "reference_base_ms": prov.get("reference_base_ms")}

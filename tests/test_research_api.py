@@ -216,6 +216,7 @@ def test_readme_api_example_runs(capsys):
 def test_table_path_resolves_against_the_shipped_tables(tmp_path, monkeypatch):
     import shutil
 
+    import surrogate.paths as sp
     import surrogate.tables as st
     from search.latency import PredictedLatency, _table_path
 
@@ -229,7 +230,7 @@ def test_table_path_resolves_against_the_shipped_tables(tmp_path, monkeypatch):
     installed = tmp_path / "site" / "surrogate" / "data" / "latency_tables"
     (installed / "cpu-litert").mkdir(parents=True)
     shutil.copy(st.DEFAULT_TABLES_DIR / "cpu-litert" / "anb_ops.csv", installed / "cpu-litert")
-    monkeypatch.setattr(st, "DEFAULT_TABLES_DIR", installed)
+    monkeypatch.setattr(sp, "DEFAULT_TABLES_DIR", installed)
     assert _table_path(rel) == str(installed / "cpu-litert" / "anb_ops.csv")
     assert _table_path("data/latency_tables/cpu-litert/fbnet_ops.csv") is None  # not copied there
     absolute = tmp_path / "mine_ops.csv"

@@ -213,7 +213,8 @@ def test_remeasure_finalists_times_the_front_and_checks_the_machine(macro_json, 
     pytest.importorskip("onnxruntime")
     from search.accuracy import get_accuracy
     from search.latency import MeasuredLatency
-    from search.sweep import reference_baseline_ms, remeasure_finalists
+    from search.sweep import remeasure_finalists
+    from surrogate.measure.finalists import reference_baseline_ms
 
     if not (tables_dir() / "cpu-onnxruntime" / "nasbench-macro_models.csv").is_file():
         pytest.skip("the cpu-onnxruntime macro table is not shipped")

@@ -35,6 +35,8 @@ import inspect
 import os
 from typing import Any, Callable
 
+from space.lazy import lazy_exports
+
 from .anb import (ANB_ANCHOR, ANB_DEFAULT_SEED, ANB_FILE, ANB_META_NAME, ANB_MODEL_NAME,
                   ANB_SPLIT_FRACTIONS, ANB_SUBDIR, ANB_XGB_PARAMS, META_FORMAT, AnbAccuracy,
                   anb_feature_spec, anb_features, anb_split, fit_anb_accuracy, load_anb_csv,
@@ -114,13 +116,7 @@ def get_accuracy(name: str, **kw: Any) -> AccuracyObjective:
     return factory(**kw)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PROXY_NAMES:
-        from . import proxy
-
-        return getattr(proxy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+_, __getattr__, __dir__ = lazy_exports(__name__, {"proxy": _PROXY_NAMES})
 
 __all__ = [
     "ANB_ANCHOR", "ANB_DEFAULT_SEED", "ANB_FILE", "ANB_META_NAME", "ANB_MODEL_NAME",

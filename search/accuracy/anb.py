@@ -8,7 +8,6 @@ it from the benchmark CSV (``accel_nasbench/anb_results.csv``, never copied).
 """
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import importlib
 import json
@@ -21,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from space import get_space
+from surrogate.datasets.anb import anb_rows
 from surrogate.tables import file_sha256
 
 from .base import AccuracyObjective, resolve_benchmark_file
@@ -70,29 +70,24 @@ def anb_features(idx: np.ndarray) -> np.ndarray:
 
 
 def load_anb_csv(csv_path: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray, Path]:
-    """Index vectors ``(n, 28)``, ``val_top1`` as fractions ``(n,)`` and the resolved path."""
+    """Index vectors ``(n, 28)``, ``val_top1`` as fractions ``(n,)`` and the resolved path.
+
+    Every row is kept (``anb_rows(unique=False)``); :func:`anb_split` keeps repeats together.
+    """
     path = resolve_benchmark_file(csv_path, ANB_SUBDIR, ANB_FILE, "Accel-NASBench CSV")
-    sp = get_space("anb")
-    idx, acc = [], []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        need = [d.name for d in sp.decisions] + ["val_top1"]
-        lacking = [c for c in need if c not in (reader.fieldnames or [])]
-        if lacking:
-            raise ValueError(f"{path}: not an Accel-NASBench results file (lacks columns "
-                             f"{', '.join(lacking[:5])})")
-        for line_no, row in enumerate(reader, start=2):
-            try:
-                idx.append(sp.from_row(row))
-                acc.append(float(row["val_top1"]) / 100.0)
-            except ValueError as exc:
-                raise ValueError(f"{path} line {line_no}: {exc}") from None
-    if not idx:
+    data = anb_rows(path, need=("val_top1",), unique=False)
+    if not data.rows:
         raise ValueError(f"{path}: no rows")
+    acc = []
+    for line_no, row in enumerate(data.rows, start=2):
+        try:
+            acc.append(float(row["val_top1"]) / 100.0)
+        except ValueError as exc:
+            raise ValueError(f"{path} line {line_no}: {exc}") from None
     y = np.array(acc, dtype=np.float64)
     if not np.isfinite(y).all() or (y < 0).any() or (y > 1).any():
         raise ValueError(f"{path}: val_top1 must be percentages in [0, 100]")
-    return np.array(idx, dtype=np.int64), y, path
+    return data.indices, y, path
 
 
 def anb_split(idx: np.ndarray, seed: int,

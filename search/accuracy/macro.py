@@ -5,12 +5,11 @@ the path the user gives or from ``$MNAS_BENCHMARKS_DIR``; it is never copied.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from space import get_space
+from surrogate.datasets.macro import macro_rows
 from surrogate.tables import file_sha256
 
 from .base import AccuracyObjective, ArchLike, resolve_benchmark_file
@@ -35,43 +34,28 @@ class MacroAccuracy(AccuracyObjective):
         self.json_path = resolve_benchmark_file(json_path, MACRO_SUBDIR, MACRO_FILE,
                                                 "NAS-Bench-Macro JSON")
         self._digest = file_sha256(self.json_path)
-        sp = get_space(self.space_name)
-        try:
-            raw = json.loads(self.json_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{self.json_path}: not valid JSON ({exc})") from None
-        if not isinstance(raw, dict) or not raw:
-            raise ValueError(f"{self.json_path}: expected a non-empty object of key -> record")
-        classes: dict[tuple[int, ...], list[tuple[str, dict]]] = {}
-        for key, rec in raw.items():
-            try:
-                canon = sp.canonical(sp.from_key(key))
-                float(rec["mean_acc"])
-            except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{self.json_path}: entry {key!r} is not a NAS-Bench-Macro "
-                                 f"record (8-digit key with a mean_acc)") from None
-            classes.setdefault(canon, []).append((key, rec))
+        data = macro_rows(self.json_path, partial=True)  # every key: classes are averaged
+        classes: dict[tuple[int, ...], list[dict]] = {}
+        for canon, row in zip(data.canonical, data.rows):
+            classes.setdefault(tuple(int(v) for v in canon), []).append(row)
         self._acc: dict[tuple[int, ...], float] = {}
         self._records: dict[tuple[int, ...], dict] = {}
         spread = 0.0
         for canon, members in classes.items():
-            accs = np.array([float(r["mean_acc"]) for _, r in members])
-            if not np.isfinite(accs).all() or (accs < 0).any() or (accs > 100).any():
-                raise ValueError(f"{self.json_path}: mean_acc of {members[0][0]!r} is not a "
+            accs = np.array([r["accuracy"] for r in members])
+            if not np.isfinite(accs).all() or (accs < 0).any() or (accs > 1).any():
+                raise ValueError(f"{self.json_path}: mean_acc of {members[0]['key']!r} is not a "
                                  f"percentage")
-            spread = max(spread, float(accs.max() - accs.min()) / 100.0)
-            self._acc[canon] = float(accs.mean()) / 100.0
-            own = dict(members)
-            ck = sp.to_key(canon)
-            rec = own.get(ck, members[0][1])
-            self._records[canon] = {"key": ck, "keys": sorted(k for k, _ in members),
-                                    "accuracy": self._acc[canon],
-                                    "std": float(rec.get("std", float("nan"))) / 100.0,
-                                    "params": int(rec.get("params", -1)),
-                                    "flops": int(rec.get("flops", -1))}
+            spread = max(spread, float(accs.max() - accs.min()))
+            self._acc[canon] = float(accs.mean())
+            ck = members[0]["canonical_key"]
+            rec = next((r for r in members if r["key"] == ck), members[0])
+            self._records[canon] = {"key": ck, "keys": sorted(r["key"] for r in members),
+                                    "accuracy": self._acc[canon], "std": rec["std"],
+                                    "params": rec["params"], "flops": rec["flops"]}
         #: largest accuracy difference (fraction) between equivalent keys in the file
         self.max_equivalent_spread = spread
-        self.n_keys = len(raw)
+        self.n_keys = data.info["keys_in_file"]
         super().__init__(cache_path)
 
     @property

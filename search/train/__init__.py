@@ -11,8 +11,7 @@ Names are loaded on first use (PEP 562), so ``search.train.cli`` -- imported by 
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from space.lazy import lazy_exports
 
 _EXPORTS = {
     "data": ("IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderDataset", "ImageSplits",
@@ -23,19 +22,4 @@ _EXPORTS = {
     "recipe": ("EMA", "RMSpropTF", "TrainConfig", "lr_at", "make_optimizer", "make_scheduler",
                "param_groups", "peak_lr", "set_bn"),
 }
-_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
-
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

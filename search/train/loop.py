@@ -95,8 +95,17 @@ class Trainer(CheckpointMixin, ReportMixin):
         self.splits = data if isinstance(data, ImageSplits) else image_folder_splits(data)
         if not self.splits.val:
             raise ValueError(f"the validation split of {self.splits.source} is empty")
+        self._setup_processes(device)
+        self._setup_model(requested)
+        self._setup_data()
+        self._setup_optimisation()
+        self._reset_progress()
+        if resume:
+            self._maybe_resume()
 
-        # -- processes and device ------------------------------------------------------
+    def _setup_processes(self, device: str | torch.device | None) -> None:
+        """Device, process group (joined or started from ``WORLD_SIZE``), AMP and layout."""
+        cfg = self.cfg
         self._owns_group = False
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -120,7 +129,9 @@ class Trainer(CheckpointMixin, ReportMixin):
         if on_cuda:
             torch.backends.cudnn.benchmark = True
 
-        # -- model ---------------------------------------------------------------------
+    def _setup_model(self, requested: Arch) -> None:
+        """The model for the data's classes (and ``cfg.dropout``), its EMA and DDP wrapper."""
+        cfg = self.cfg
         arch_t = requested
         if arch_t.num_classes != self.splits.num_classes:
             arch_t = arch_t.replace(num_classes=self.splits.num_classes, name=arch_t.name)
@@ -133,13 +144,16 @@ class Trainer(CheckpointMixin, ReportMixin):
         self.model = model.train()
         self.ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup)
         if self.distributed:
+            on_cuda = self.device.type == "cuda"
             self.net: nn.Module = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if on_cuda else None)
         else:
             self.net = model
 
-        # -- data ----------------------------------------------------------------------
-        res = arch_t.resolution
+    def _setup_data(self) -> None:
+        """Train and validation sets, steps per epoch and the resumable sampler."""
+        cfg = self.cfg
+        res = self.arch.resolution
         self.train_set = ImageFolderDataset(self.splits.train, res, train=True, seed=cfg.seed,
                                             scale=cfg.crop_scale, ratio=cfg.crop_ratio,
                                             eval_crop=cfg.eval_crop)
@@ -153,15 +167,18 @@ class Trainer(CheckpointMixin, ReportMixin):
         self.sampler = ResumableDistributedSampler(len(self.train_set), num_replicas=self.world_size,
                                                    rank=self.rank, seed=cfg.seed)
 
-        # -- optimisation --------------------------------------------------------------
-        self.optimizer = make_optimizer(model, cfg, self.global_batch)
+    def _setup_optimisation(self) -> None:
+        """Optimizer, LR schedule, AMP grad scaler, loss and input normalisation."""
+        cfg = self.cfg
+        self.optimizer = make_optimizer(self.model, cfg, self.global_batch)
         self.scheduler = make_scheduler(self.optimizer, cfg, self.steps_per_epoch, self.global_batch)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp and self.amp_dtype == torch.float16)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         self._mean, self._std = normalization_constants(self.device)
 
-        # -- progress state --------------------------------------------------------------
+    def _reset_progress(self) -> None:
+        """Step, epoch and history counters of a fresh run (a resume overwrites them)."""
         self.step = 0
         self.epoch = 0
         self.step_in_epoch = 0
@@ -171,8 +188,6 @@ class Trainer(CheckpointMixin, ReportMixin):
         self._stop_requested = False
         self._saved_step: int | None = None
         self.resumed_from: int | None = None
-        if resume:
-            self._maybe_resume()
 
     # -- distributed helpers -------------------------------------------------------------
     def _sync_buffers(self) -> None:

@@ -13,12 +13,12 @@ Each loader takes the path from the caller (default ``$MNAS_BENCHMARKS_DIR`` or
   Pixel 4 / Galaxy S10 timings (MIT), each network mapped to the registry's
   architecture where it builds it.
 """
-from .anb import load_anb
+from .anb import anb_rows, load_anb
 from .base import ENV_BENCHMARKS, LatencyDataset, benchmark_file, benchmarks_dir
 from .help import load_help_fbnet, load_help_layout
-from .macro import load_macro
+from .macro import load_macro, macro_rows
 from .phones import ENV_REFERENCE, load_published_phones, phones_coverage, reference_dir
 
-__all__ = ["ENV_BENCHMARKS", "ENV_REFERENCE", "LatencyDataset", "benchmark_file", "benchmarks_dir",
-           "load_anb", "load_help_fbnet", "load_help_layout", "load_macro", "load_published_phones",
-           "phones_coverage", "reference_dir"]
+__all__ = ["ENV_BENCHMARKS", "ENV_REFERENCE", "LatencyDataset", "anb_rows", "benchmark_file",
+           "benchmarks_dir", "load_anb", "load_help_fbnet", "load_help_layout", "load_macro",
+           "load_published_phones", "macro_rows", "phones_coverage", "reference_dir"]

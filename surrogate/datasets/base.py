@@ -68,7 +68,7 @@ class LatencyDataset:
     info: dict = field(default_factory=dict)
 
     @property
-    def LICENSE(self) -> str:  # noqa: N802 - the name the issue asks for, beside ``license``
+    def LICENSE(self) -> str:  # noqa: N802 - the constant-style name, beside ``license``
         """Alias of :attr:`license`."""
         return self.license
 

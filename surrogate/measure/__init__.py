@@ -5,6 +5,8 @@ litert-torch, ai-edge-litert and onnxruntime are imported inside the
 functions that need them.
 """
 
+from space.lazy import lazy_exports
+
 from .backends import BACKENDS, Backend, get_backend
 from .clocks import DEFAULT_ESTIMATOR, ESTIMATORS, RunTimes, estimate
 from .export import (ConversionPool, ExportCache, ExportResult, convert_many, default_cache_dir, export_onnx,
@@ -53,13 +55,7 @@ __all__ = [
 
 # several devices on one job: loaded on first use (they read surrogate.tables, which
 # imports .clocks from this package while it initialises)
-_LAZY = {"ChunkClaims": "claims", "ClaimError": "claims", "claims_status": "claims",
-         "parse_device": "claims", "merge_parts": "merge"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_, __getattr__, __dir__ = lazy_exports(__name__, {
+    "claims": ("ChunkClaims", "ClaimError", "claims_status", "parse_device"),
+    "merge": ("merge_parts",),
+})

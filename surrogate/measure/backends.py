@@ -20,7 +20,7 @@ from .installed import has_module, litert_interpreter_module, package_version
 from .runner_base import Runner, RunnerProfile
 from .runners import CudaTorchRunner, LiteRTRunner, OrtRunner, TorchRunner
 
-__all__ = ["Backend", "BACKENDS", "register", "get_backend", "runtimes"]
+__all__ = ["Backend", "BACKENDS", "register", "get_backend", "runtimes", "times_off_host"]
 
 Executor = Callable[[Sequence[str]], tuple[int, str]]
 
@@ -39,6 +39,11 @@ def register(cls: type["Backend"]) -> type["Backend"]:
 def runtimes(**facts: Any) -> tuple[str, ...]:
     """The registered runtimes, optionally only those whose attributes equal ``facts``."""
     return tuple(rt for rt, b in BACKENDS.items() if all(getattr(b, k) == v for k, v in facts.items()))
+
+
+def times_off_host(runtime: str | None) -> bool:
+    """Whether ``runtime`` times another device than this host (False: unknown runtime)."""
+    return runtime in BACKENDS and get_backend(runtime).off_host
 
 
 def get_backend(runtime: str) -> "Backend":
@@ -60,6 +65,8 @@ class Backend:
     fmt: ClassVar[str] = "none"
     #: computes on this host's calling thread, so its CPU time is the latency (clock ``cpu``)
     cpu_clock: ClassVar[bool] = False
+    #: times another device (an adb-attached phone), so this host's identity does not apply
+    off_host: ClassVar[bool] = False
     precisions: ClassVar[tuple[str, ...]] = ("float32",)
     #: key of :meth:`versions` that is the runtime's own version
     version_key: ClassVar[str] = "torch"
@@ -207,6 +214,7 @@ class AdbBackend(LiteRTBackend):
     runtime = "adb-benchmark_model"
     runner = AdbRunner
     cpu_clock = False
+    off_host = True
 
     def available(self, profile: RunnerProfile, serial: str | None = None,
                   executor: Executor | None = None) -> tuple[bool, str]:

@@ -11,7 +11,8 @@ the table's fixed reference time. On a shared host whose speed moves by tens of
 percent from one second to the next (neighbours on the physical core or its
 memory), the ratio to a reference timed a few milliseconds later cancels most of
 it (``bench/results/repeatability_*``). ``estimate`` applies the raw part.
-Re-exported by :mod:`.timing`; imports nothing from the package.
+The clock and estimator names are :mod:`surrogate.timingspec`'s (re-exported here and by
+:mod:`.timing`).
 """
 
 from __future__ import annotations
@@ -22,22 +23,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ..timingspec import (CLOCKS, DEFAULT_ESTIMATOR, ESTIMATORS, RAW_ESTIMATORS,  # noqa: F401
+                          REF_SUFFIX, check_estimator, split_estimator)
+
 __all__ = ["CLOCKS", "ESTIMATORS", "RAW_ESTIMATORS", "REF_SUFFIX", "DEFAULT_ESTIMATOR", "RunTimes",
            "as_run_times", "estimate", "check_estimator", "split_estimator"]
-
-#: the two clocks every CPU run records: thread CPU time and wall time
-CLOCKS: tuple[str, ...] = ("cpu", "wall")
-#: per-round estimators of the latency, from the runs of one round
-RAW_ESTIMATORS: tuple[str, ...] = ("median", "p25", "p10", "min")
-#: suffix of the reference-paired form of an estimator (see the module docstring)
-REF_SUFFIX = "+ref"
-#: every estimator a table may name: the raw ones, then their reference-paired forms
-ESTIMATORS: tuple[str, ...] = RAW_ESTIMATORS + tuple(e + REF_SUFFIX for e in RAW_ESTIMATORS)
-#: the estimator used when none is given: chosen by bench/clock_estimator.py (the lowest
-#: worst-case median |difference| between idle and busy passes; "min" in each of 3 runs,
-#: bench/results/clock_estimator.md) and recorded in every table's provenance
-DEFAULT_ESTIMATOR = "min"
-
 
 @dataclass(frozen=True)
 class RunTimes:
@@ -85,20 +75,6 @@ class RunTimes:
 def as_run_times(value: "RunTimes | np.ndarray | Sequence[float]") -> RunTimes:
     """``value`` as RunTimes; a bare array (old-style item) is wall time only."""
     return value if isinstance(value, RunTimes) else RunTimes.wall_only(value)
-
-
-def check_estimator(estimator: str) -> None:
-    """Raise ValueError unless ``estimator`` is one of :data:`ESTIMATORS`."""
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-
-
-def split_estimator(estimator: str) -> tuple[str, bool]:
-    """``(raw estimator, reference-paired?)``: ``"min+ref"`` -> ``("min", True)``."""
-    check_estimator(estimator)
-    if estimator.endswith(REF_SUFFIX):
-        return estimator[: -len(REF_SUFFIX)], True
-    return estimator, False
 
 
 def estimate(times_ms: np.ndarray | Sequence[float], estimator: str = DEFAULT_ESTIMATOR) -> float:

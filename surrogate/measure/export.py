@@ -12,6 +12,7 @@ exporter's name and version. Files live at ``<cache_dir>/<key>.tflite|.onnx`` an
 are written atomically (:func:`surrogate.tables.atomic_path`), so concurrent
 processes never see a torn file and nothing is converted twice.
 :class:`ConversionPool` is the one way to convert many models ahead of their use.
+The converters themselves live in :mod:`.converters`.
 
 Shapes are always given in torch's NCHW order. The .tflite model takes NHWC
 input (and gives NHWC output for rank>=3 outputs): the module is wrapped with
@@ -28,13 +29,14 @@ import math
 import os
 import threading
 import time
-import warnings
 from dataclasses import dataclass, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 
 from ..atomic import atomic_path
 from .cachelimit import cache_max_bytes, prune
+from .converters import convert_onnx, convert_tflite, write_direct
+from .converters import install_cia_cache as _install_cia_cache  # noqa: F401 (tests import it here)
 from .installed import package_version
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -161,127 +163,6 @@ class ExportResult:
     seconds: float
 
 
-@contextlib.contextmanager
-def _quiet_litert_torch() -> Iterator[None]:
-    """Silence litert-torch's progress printer unless the user asked for it."""
-    var = "LITERT_TORCH_SHOW_PROGRESS"
-    old = os.environ.get(var)
-    if old is None:
-        os.environ[var] = "n"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(var, None)
-
-
-def _sample(shape: tuple[int, ...]) -> "torch.Tensor":
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(shape, generator=g)
-
-
-_CIA_CACHE_INSTALLED = False
-
-
-def _install_cia_cache() -> None:
-    """Memoise torch.export's scan for CompositeImplicitAutograd ops (conversion speed).
-
-    ``run_decompositions`` (called several times per litert-torch conversion) rescans
-    every operator namespace each time: about a fifth of a conversion's time here. The
-    result only changes when operators are registered, so it is cached under a key of
-    the loaded namespaces, their loaded op names and the C++ registrations. The output
-    is identical by construction (checked in the tests: same .tflite bytes).
-    """
-    global _CIA_CACHE_INSTALLED
-    if _CIA_CACHE_INSTALLED:
-        return
-    try:
-        import torch
-        import torch._export.utils as eu
-        import torch.export.decomp_utils as du
-        import torch.export.exported_program as ep
-    except ImportError:  # pragma: no cover - other torch layouts: leave it alone
-        return
-    original = getattr(eu, "_collect_all_valid_cia_ops", None)
-    if original is None or getattr(ep, "_collect_all_valid_cia_ops", None) is not original:
-        return  # not the layout this was written for
-    memo: dict = {}
-
-    def key() -> tuple:
-        names = tuple(torch.ops._dir)
-        sizes = tuple(len(getattr(getattr(torch.ops, n), "_dir", ())) for n in names)
-        regs = len(torch._C._dispatch_get_registrations_for_dispatch_key("CompositeImplicitAutograd"))
-        return names, sizes, regs
-
-    def cached() -> set:
-        k = key()
-        if k not in memo:
-            memo.clear()
-            memo[k] = original()
-        return set(memo[k])
-
-    cached.__wrapped__ = original  # type: ignore[attr-defined]
-    for mod in (eu, ep, du):
-        if getattr(mod, "_collect_all_valid_cia_ops", None) is original:
-            mod._collect_all_valid_cia_ops = cached
-    _CIA_CACHE_INSTALLED = True
-
-
-def _write_direct(module: "torch.nn.Module", shape: tuple[int, ...], dst: Path) -> None:
-    from .tflite_writer import write_tflite
-
-    dst.write_bytes(write_tflite(module.eval(), shape))
-
-
-def _convert_tflite(module: "torch.nn.Module", shape: tuple[int, ...], nhwc: bool, dst: Path) -> None:
-    import torch
-
-    try:
-        import litert_torch
-    except ImportError as exc:  # pragma: no cover - depends on environment
-        raise ImportError(
-            "converting to .tflite needs litert-torch (pip install litert-torch==0.10.0)"
-        ) from exc
-    _install_cia_cache()
-    module = module.eval()
-    x = _sample(shape)
-    if nhwc and len(shape) >= 3:
-        with torch.inference_mode():
-            out = module(x)
-        out_is_tensor = isinstance(out, torch.Tensor)
-        outputs = [0] if (out_is_tensor and out.ndim >= 3) else []
-        wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=outputs).eval()
-        x = x.permute(0, *range(2, len(shape)), 1).contiguous()
-    else:
-        wrapped = module
-    with _quiet_litert_torch(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        edge = litert_torch.convert(wrapped, (x,))
-        edge.export(str(dst))
-
-
-def _convert_onnx(module: "torch.nn.Module", shape: tuple[int, ...], opset: int, dst: Path) -> None:
-    import torch
-
-    module = module.eval()
-    x = _sample(shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        # TorchScript exporter: needs only `onnx`, unlike dynamo=True (onnxscript).
-        torch.onnx.export(
-            module,
-            (x,),
-            str(dst),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["output"],
-            do_constant_folding=True,
-        )
-
-
 class ExportCache:
     """Content-addressed store of exported models with hit/conversion counters."""
 
@@ -346,11 +227,11 @@ class ExportCache:
         t0 = time.perf_counter()
         with atomic_path(dst, suffix=f".{fmt}") as tmp:
             if fmt == "tflite" and converter == "direct":
-                _write_direct(module, shape, tmp)
+                write_direct(module, shape, tmp)
             elif fmt == "tflite":
-                _convert_tflite(module, shape, nhwc, tmp)
+                convert_tflite(module, shape, nhwc, tmp)
             else:
-                _convert_onnx(module, shape, opset, tmp)
+                convert_onnx(module, shape, opset, tmp)
         seconds = time.perf_counter() - t0
         self.conversions += 1
         self.convert_seconds += seconds

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends import times_off_host
 from .hostid import (ARM_ISA, X86_ISA, _differences, _read, compare_hosts, compute_host_id,  # noqa: F401
                      describe_host, host_identity)
 
@@ -88,18 +89,9 @@ class HostMatch:
 
 
 def _load_provenance(table_path: Path) -> dict | None:
-    from ..tables import provenance_path
+    from ..tables import read_provenance
 
-    p = provenance_path(table_path)
-    if not p.is_file():
-        return None
-    try:
-        prov = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{p}: unreadable provenance JSON ({exc})") from None
-    if not isinstance(prov, dict):
-        raise ValueError(f"{p}: provenance must be a JSON object, got {type(prov).__name__}")
-    return prov
+    return read_provenance(table_path, strict=True)
 
 
 def _identity_in(d: Any) -> dict | None:
@@ -144,7 +136,7 @@ def host_match(table_path: str | os.PathLike, *, reference_ms_here: float | None
     notes = []
     if len({i.get("host_id") for i in ids}) > 1:
         notes.append(f"the table mixes timings from {len({i.get('host_id') for i in ids})} host kinds")
-    if (info.get("profile") or {}).get("runtime") == "adb-benchmark_model" or info.get("adb_device"):
+    if times_off_host((info.get("profile") or {}).get("runtime")) or info.get("adb_device"):
         dev = info.get("adb_device") or {}
         return HostMatch(None, [f"timed on an adb-attached phone ({dev.get('model', 'unknown model')}); "
                                 f"this host's identity does not apply"], info, here, ref,
@@ -202,7 +194,7 @@ def profile_reference_ms(profile: str, root: str | os.PathLike | None = None) ->
 def predictor_table(predictor_dir: str | os.PathLike | None, profile: str, space: str) -> Path | None:
     """The operator table a saved predictor was fitted on (its ``meta.json`` source),
     else the profile's ``<space>_ops.csv`` / ``<space>_models.csv``; None if none exists."""
-    from ..tables import DEFAULT_TABLES_DIR, table_path, tables_dir
+    from ..paths import resolve_source, table_path
 
     cands: list[Path] = []
     meta = _read(Path(predictor_dir) / "meta.json") if predictor_dir else None
@@ -211,13 +203,6 @@ def predictor_table(predictor_dir: str | os.PathLike | None, profile: str, space
             src = (json.loads(meta).get("table") or {}).get("source")
         except ValueError:
             src = None
-        if src:
-            p = Path(src)
-            parts = p.parts
-            if parts[:2] == ("data", "latency_tables"):
-                rest = Path(*parts[2:])
-                cands += [tables_dir() / rest, DEFAULT_TABLES_DIR / rest]
-            else:
-                cands.append(p)
+        cands += resolve_source(src)
     cands += [table_path(profile, space, "ops"), table_path(profile, space, "models")]
     return next((c for c in cands if c.is_file()), None)

@@ -16,7 +16,6 @@ milliseconds, so the timing is what takes the minutes.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .. import paths
+from ..paths import HOME_ENV_VAR  # noqa: F401 (re-exported)
+from .profiles import DEFAULT_PROFILE, as_profile
 
 __all__ = ["HOME_ENV_VAR", "NETWORK_SETTINGS", "HostResult", "host_home", "host_tables_dir",
            "host_predictor_dir", "measure_host", "local_predictor", "host_timing_mismatch",
@@ -33,26 +36,26 @@ __all__ = ["HOME_ENV_VAR", "NETWORK_SETTINGS", "HostResult", "host_home", "host_
 #: 3 interleaved rounds of 10 runs after 3 warm-ups (networks run for milliseconds)
 NETWORK_SETTINGS = {"warmup": 3, "runs": 10, "rounds": 3}
 
-HOME_ENV_VAR = "MNAS_HOME"
+
+def _this_host() -> str:
+    from .host import host_identity
+
+    return host_identity()["host_id"]
 
 
 def host_home(host_id: str | None = None) -> Path:
-    """``$MNAS_HOME/hosts/<host_id>`` (this host's id by default)."""
-    from .host import host_identity
-
-    base = os.environ.get(HOME_ENV_VAR)
-    root = Path(base).expanduser() if base else Path.home() / ".local" / "share" / "mnas-surrogate"
-    return root / "hosts" / (host_id or host_identity()["host_id"])
+    """``$MNAS_HOME/hosts/<host_id>`` (this host's id by default; :func:`surrogate.paths.host_home`)."""
+    return paths.host_home(host_id or _this_host())
 
 
 def host_tables_dir(host_id: str | None = None) -> Path:
-    """Where this host's own latency tables live."""
-    return host_home(host_id) / "latency_tables"
+    """Where a host's own latency tables live (this host's by default)."""
+    return paths.host_tables_dir(host_id or _this_host())
 
 
 def host_predictor_dir(profile: str, space: str, host_id: str | None = None) -> Path:
-    """Where this host's fitted predictor for (profile, space) lives."""
-    return host_home(host_id) / "predictors" / profile / space
+    """Where a host's fitted predictor for (profile, space) lives (this host's by default)."""
+    return paths.host_predictor_dir(profile, space, host_id or _this_host())
 
 
 @dataclass
@@ -85,7 +88,7 @@ def _loo_affine(s: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def measure_host(profile="cpu-litert", space: str = "anb", *, networks: int = 40, seed: int = 0,
+def measure_host(profile=DEFAULT_PROFILE, space: str = "anb", *, networks: int = 40, seed: int = 0,
                  home: str | os.PathLike | None = None, settings=None, progress: bool = True,
                  log=print) -> HostResult:
     """Measure ``space``'s operator table and ``networks`` random networks here, fit and save a predictor.
@@ -103,16 +106,15 @@ def measure_host(profile="cpu-litert", space: str = "anb", *, networks: int = 40
     from ..tables import Table, table_path
     from .host import host_identity
     from .jobs import measure_models, measure_ops
-    from .profiles import get_profile
 
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = as_profile(profile)
     if space not in space_names():
         raise ValueError(f"unknown space {space!r}; expected one of {', '.join(space_names())}")
     if isinstance(networks, bool) or not isinstance(networks, int) or networks < 3:
         raise ValueError(f"networks must be an integer >= 3 (the calibration needs them), got {networks!r}")
     ident = host_identity()
     base = Path(home) if home is not None else host_home(ident["host_id"])
-    tables = base / "latency_tables"
+    tables = paths.tables_under(base)
     stale = _stale_tables(tables, prof.name, space, _wanted_timing(prof, settings))
     if stale:
         _set_aside(base, stale, prof.name, space, log)
@@ -146,25 +148,22 @@ def measure_host(profile="cpu-litert", space: str = "anb", *, networks: int = 40
     fit = {"model": "table-sum-cal", "networks": len(y), "coef": float(est.coef_),
            "intercept_ms": float(est.intercept_),
            "loo": latency_metrics(y, loo), "uncalibrated": latency_metrics(y, raw)}
-    pdir = base / "predictors" / prof.name / space
+    pdir = paths.predictor_under(base, prof.name, space)
     pdir.parent.mkdir(parents=True, exist_ok=True)
     save_predictor(est, pdir, profile=prof.name, extra={"host": ident, "fit": fit})
     res = HostResult(prof.name, space, ident["host_id"], str(tables), str(pdir), s_ops.total, len(y),
                      round(t1 - t0, 1), round(t2 - t1, 1), fit)
     from ..atomic import write_json_atomic
 
-    write_json_atomic(base / f"summary_{prof.name}_{space}.json", res.as_dict())
+    write_json_atomic(paths.summary_under(base, prof.name, space), res.as_dict())
     return res
 
 
 def _wanted_timing(profile, settings=None) -> tuple[str, str]:
-    """(clock, estimator) a job of ``profile`` with ``settings`` would time with now."""
+    """(clock, estimator) a job of ``profile`` (a DeviceProfile) with ``settings`` would time with now."""
     from .jobs import resolve_clock
-    from .profiles import get_profile
 
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    _, s = resolve_clock(prof, settings)
-    return s.clock, s.estimator
+    return resolve_clock(profile, settings)[0].timing_spec.key
 
 
 def _stale_tables(tables: Path, profile: str, space: str, want: tuple[str, str]) -> list[tuple[Path, tuple]]:
@@ -188,12 +187,11 @@ def host_timing_mismatch(profile: str, space: str, host_id: str | None = None,
     before ``min+ref``) describes this host in other units; it must be re-measured,
     never reused or appended to.
     """
-    from .profiles import get_profile
 
-    name = get_profile(profile).name if isinstance(profile, str) else profile.name
-    want = _wanted_timing(profile)
+    prof = as_profile(profile)
+    name, want = prof.name, _wanted_timing(prof)
     base = Path(home) if home is not None else host_home(host_id)
-    stale = _stale_tables(base / "latency_tables", name, space, want)
+    stale = _stale_tables(paths.tables_under(base), name, space, want)
     if not stale:
         return None
     path, have = stale[0]
@@ -230,10 +228,10 @@ def _set_aside(base: Path, stale: list[tuple[Path, tuple]], profile: str, space:
         for p in (path, provenance_path(path), parts_dir(path), claims_dir(path)):
             if p.exists():
                 moves.append((p, dest / rel.parent / p.name))
-    pdir = base / "predictors" / profile / space
+    pdir = paths.predictor_under(base, profile, space)
     if pdir.exists():
-        moves.append((pdir, dest / "predictors" / profile / space))
-    summary = base / f"summary_{profile}_{space}.json"
+        moves.append((pdir, paths.predictor_under(dest, profile, space)))
+    summary = paths.summary_under(base, profile, space)
     if summary.exists():
         moves.append((summary, dest / summary.name))
     for src, dst in moves:
@@ -244,7 +242,7 @@ def _set_aside(base: Path, stale: list[tuple[Path, tuple]], profile: str, space:
     return dest
 
 
-def reference_ms_here(profile="cpu-litert", *, rounds: int = 5, runs: int = 20) -> float:
+def reference_ms_here(profile=DEFAULT_PROFILE, *, rounds: int = 5, runs: int = 20) -> float:
     """A quick timing (about a second) of the reference operator on this host, in ms.
 
     Each round takes the tables' per-item estimator (:data:`~.clocks.DEFAULT_ESTIMATOR`)
@@ -256,9 +254,9 @@ def reference_ms_here(profile="cpu-litert", *, rounds: int = 5, runs: int = 20) 
 
     from ..tables import REFERENCE_OP
     from .clocks import DEFAULT_ESTIMATOR, estimate
-    from .profiles import get_profile, make_runner
+    from .profiles import make_runner
 
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = as_profile(profile)
     runner = make_runner(prof)
     try:
         h = runner.load(build_op(REFERENCE_OP), op_input_shape(REFERENCE_OP), name="reference")

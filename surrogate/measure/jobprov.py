@@ -9,14 +9,12 @@ its last checkpoint did not count, so the sessions' ``measured`` sum to the rows
 """
 from __future__ import annotations
 
-import datetime as _dt
-import json
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..tables import (CLOCK_DIVERGENCE, LEGACY_CLOCK, LEGACY_ESTIMATOR, REFERENCE_OP, Table,
-                      file_sha256, provenance_path, write_json_atomic)
+                      file_sha256, now_iso, provenance_path, read_provenance, write_json_atomic)
 
 if TYPE_CHECKING:
     from .profiles import DeviceProfile
@@ -24,11 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["finish_provenance", "job_provenance", "now_iso", "reconcile_killed",
            "reference_summary"]
-
-
-def now_iso() -> str:
-    """Current UTC time, ISO 8601 to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
 def reconcile_killed(prov: dict, rows_on_disk: int) -> dict:
@@ -51,8 +44,7 @@ def reconcile_killed(prov: dict, rows_on_disk: int) -> dict:
 def job_provenance(table: Table, profile: DeviceProfile, space: str, kind: str,
                    settings: MeasureSettings, runner_info: dict, extra: dict) -> dict:
     """The provenance a session starts from: the file's, reconciled, with this job's setup."""
-    p = provenance_path(table.path)
-    prev = json.loads(p.read_text()) if p.is_file() else {}
+    prev = read_provenance(table.path, strict=True) or {}
     prev = reconcile_killed(prev, len(table.read()) if table.path.exists() else 0)
     host = profile.host_info()
     return {**prev, "kind": kind, "profile": profile.as_dict(), "space": space, "host": host,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import sys
 import time
@@ -35,11 +34,11 @@ from space.arch import Arch, LayerConfig
 from space.blockstring import format_arch
 from space.counting import count
 
-from ..paths import plain_name
+from ..paths import named_table_path, plain_name
 from ..tablelock import TableLock
 from ..tables import (CLOCK_DIVERGENCE, REFERENCE_OP, Table, clock_diverged, op_row_key,
                       profile_reference_baseline, provenance_path, reference_base,
-                      reference_baseline, table_path, tables_dir, write_json_atomic)
+                      read_provenance, reference_baseline, table_path, write_json_atomic)
 from .adb import adb_available
 from .claims import SharedJob, chunks_of, parse_device, share_job
 from .jobprov import finish_provenance as _finish_provenance
@@ -47,7 +46,7 @@ from .jobprov import job_provenance as _provenance
 from .jobprov import now_iso, reference_summary  # noqa: F401 (re-exported)
 from .export import ConversionPool, ExportCache, quick_export
 from .pinning import allowed_cpus
-from .profiles import DeviceProfile, get_profile, make_runner
+from .profiles import DeviceProfile, as_profile, make_runner
 from .timing import DriftGuard, MeasureSettings
 
 
@@ -135,7 +134,7 @@ def _available(prof: DeviceProfile, device: str | None) -> None:
         ok, why = adb_available(serial)
         if not ok:
             raise ValueError(f"device {device!r}: {why}")
-        if not prof.runtime.startswith("adb"):
+        if not prof.backend.off_host:
             raise ValueError(f"device {device!r} is a phone, but profile {prof.name!r} times "
                              f"this machine; use --profile android-adb")
     ok, why = prof.available(serial) if serial else prof.available()
@@ -155,35 +154,100 @@ def _run_chunks(**kw) -> JobSummary:
         return _run_held(**kw)
 
 
-def _run_held(*, table: Table, items: list[tuple[str, str, object, dict]],
-                profile: DeviceProfile, settings: MeasureSettings, chunk: int,
-                cache_dir: Path | None, progress: bool, kind: str, space: str,
-                extra_prov: dict | None = None, convert_all_cores: bool = False,
-                on_chunk: Callable[[int], None] | None = None,
-                convert_only: bool = False, cached_only: bool = False,
-                reference_base_ms: float | None = None,
-                shared: SharedJob | None = None) -> JobSummary:
-    """items: (row_key, build_kind, payload, row_identity_columns); ``shared``: this
-    device's part of a job several devices measure (``table`` is then its part table)."""
-    t0 = time.perf_counter()
+def _pending(table: Table, items: list, cache: ExportCache, profile: DeviceProfile,
+             settings: MeasureSettings, *, convert_only: bool, cached_only: bool,
+             shared: SharedJob | None) -> tuple[list, int]:
+    """(the items still to do, how many were left out as not converted yet)."""
     done = (shared.held() if shared else {r[table.key] for r in table.read(ignore_torn=True)}
             if convert_only else table.done_keys())
     todo = [it for it in items if it[0] not in done]
     if todo and not convert_only:  # a complete table is never appended to: no mixing
         table.check_timing(settings.clock, settings.estimator)
-    total = len(items)
-    cache = ExportCache(cache_dir)
     not_converted = 0
     if cached_only and not convert_only:  # time what is converted; leave the rest for later
         kept = [it for it in todo if _is_cached(cache, profile, it[1], it[2])]
         not_converted = len(todo) - len(kept)
         todo = kept
-    if not todo:  # complete: no converter, no pinning, provenance untouched
-        return JobSummary(str(table.path), 0, total - not_converted, total, time.perf_counter() - t0,
-                          0.0, 0.0, False, convert_only=convert_only, not_converted=not_converted,
-                          rows=_rows_of(table, items))
-    if convert_only:
-        return _convert_only(todo, items, profile, cache, progress, t0, table)
+    return todo, not_converted
+
+
+def _new_session(prov: dict, profile: DeviceProfile, settings: MeasureSettings, skipped: int,
+                 shared: SharedJob | None, cached_only: bool, not_converted: int) -> dict:
+    """The provenance session record of one run, before anything is timed."""
+    session = {"started": now_iso(), "measured": 0, "skipped_existing": skipped,
+               "clock": settings.clock, "estimator": settings.estimator,
+               "clock_divergence_threshold": CLOCK_DIVERGENCE,
+               "converter": _converter_name(profile),
+               "host": prov["host"].get("host"), "reference_chunks": []}
+    if shared:
+        session.update({"device": shared.device.name, "claims": str(shared.claims.dir)})
+    if cached_only:
+        session["skipped_not_converted"] = not_converted
+    return session
+
+
+def _drift_guard(table: Table, settings: MeasureSettings, shared: SharedJob | None,
+                 reference_base_ms: float | None) -> tuple[DriftGuard, float | None]:
+    """The run's drift guard (and base of a ``+ref`` table) and the folder's reference baseline."""
+    folder = shared.folder if shared else table.path.parent
+    baseline = (profile_reference_baseline(folder, settings.clock, settings.estimator)
+                or reference_baseline(table))
+    guard = DriftGuard(settings, baseline,
+                       base_ms=(reference_base_ms
+                                or (shared and reference_base(shared.main, settings.clock,
+                                                              settings.estimator))
+                                or reference_base(table, settings.clock, settings.estimator))
+                       if settings.paired else None)
+    return guard, baseline
+
+
+def _row(ident: dict, r, ref_ms: float, stamp: str) -> dict:
+    """One table row from an item's timing result."""
+    return {**ident, "median_ms": r.median_ms, "wall_ms": r.wall_ms,
+            "cpu_ms": r.cpu_ms, "clock": r.clock, "estimator": r.estimator,
+            "clock_diverged": clock_diverged(r.wall_ms, r.cpu_ms),
+            "mean_ms": r.mean_ms,
+            "std_ms": r.std_ms, "p10_ms": r.p10_ms, "p90_ms": r.p90_ms,
+            "iqr_ms": r.iqr_ms, "cv": r.cv, "rel_spread": r.rel_spread,
+            "n_runs": r.n_runs, "n_rounds": r.n_rounds,
+            "remeasured": r.remeasured, "ref_ms": ref_ms, "measured_at": stamp}
+
+
+def _time_chunk(runner, pre, c0: int, part: list, guard: DriftGuard, ref_fn, settings: MeasureSettings,
+                session: dict) -> list[dict]:
+    """Load and time one chunk beside the reference operator; its rows."""
+    fns = {}
+    for j, (key, b, p, _) in enumerate(part):
+        if pre is not None:
+            pre.wait(1 + c0 + j)
+        mod, shape = _module_for(b, p)
+        fns[key] = runner.timer(runner.load(mod, shape, name=key[:60]))
+    report = guard.measure_chunk(fns, ("__reference__", ref_fn), settings.seed + c0)
+    ref_ms = float(np.median(report.reference_ms)) if report.reference_ms else float("nan")
+    session["reference_chunks"].append(  # the reference on both clocks, per chunk
+        {"first_row": c0, "ms": ref_ms,
+         "wall_ms": [round(v, 6) for v in report.reference_wall_ms],
+         "cpu_ms": [round(v, 6) for v in report.reference_cpu_ms]})
+    stamp = now_iso()
+    return [_row(ident, report.results[key], ref_ms, stamp) for key, _, _, ident in part]
+
+
+def _end_session(session: dict, prov: dict, guard: DriftGuard, settings: MeasureSettings, *,
+                 measured: int, wall: float, convert_s: float, interrupted: bool, outcome: str) -> None:
+    """Close the run's session record (also after Ctrl-C or an error)."""
+    session.update({"finished": now_iso(), "measured": measured, "wall_s": round(wall, 1),
+                    "convert_s": round(convert_s, 1), "interrupted": interrupted,
+                    "status": outcome,
+                    "per_minute": round(measured / wall * 60, 2) if wall > 0 else None,
+                    "drift_guard": guard.as_dict()})
+    if settings.paired and guard.base_ms is not None:
+        prov["reference_base_ms"] = guard.base_ms
+        session["reference_base_ms"] = guard.base_ms
+
+
+def _runner(profile: DeviceProfile, cache: ExportCache, shared: SharedJob | None,
+            convert_all_cores: bool) -> tuple:
+    """(the runner, the converter's cores, how many conversion processes)."""
     runner = make_runner(profile, cache, **({"serial": shared.device.serial}
                                             if shared and shared.device.serial else {}))
     # the converter's cores are decided before this process pins itself to the timing
@@ -193,16 +257,44 @@ def _run_held(*, table: Table, items: list[tuple[str, str, object, dict]],
     if convert_all_cores:  # conversion finishes before any timing (one chunk): use every core
         free = sorted(runner.cpus_before_pin)
         n_proc = len(free)
+    return runner, free, n_proc
+
+
+def _await_conversion(pre, free, runner, n_jobs: int) -> None:
+    """Wait for the reference's conversion (for every conversion when there is one core)."""
+    if pre is not None and not free and runner.pinned_core is not None:
+        # one core: the converter would share the timing core, so convert everything first
+        for i in range(n_jobs):
+            pre.wait(i)
+    if pre is not None:
+        pre.wait(0)
+
+
+def _run_held(*, table: Table, items: list[tuple[str, str, object, dict]],
+              profile: DeviceProfile, settings: MeasureSettings, chunk: int,
+              cache_dir: Path | None, progress: bool, kind: str, space: str,
+              extra_prov: dict | None = None, convert_all_cores: bool = False,
+              on_chunk: Callable[[int], None] | None = None,
+              convert_only: bool = False, cached_only: bool = False,
+              reference_base_ms: float | None = None,
+              shared: SharedJob | None = None) -> JobSummary:
+    """items: (row_key, build_kind, payload, row_identity_columns); ``shared``: this
+    device's part of a job several devices measure (``table`` is then its part table)."""
+    t0 = time.perf_counter()
+    total = len(items)
+    cache = ExportCache(cache_dir)
+    todo, not_converted = _pending(table, items, cache, profile, settings, convert_only=convert_only,
+                                   cached_only=cached_only, shared=shared)
+    if not todo:  # complete: no converter, no pinning, provenance untouched
+        return JobSummary(str(table.path), 0, total - not_converted, total, time.perf_counter() - t0,
+                          0.0, 0.0, False, convert_only=convert_only, not_converted=not_converted,
+                          rows=_rows_of(table, items))
+    if convert_only:
+        return _convert_only(todo, items, profile, cache, progress, t0, table)
+    runner, free, n_proc = _runner(profile, cache, shared, convert_all_cores)
     prov = _provenance(table, profile, space, kind, settings, runner.describe(), extra_prov or {})
-    session = {"started": now_iso(), "measured": 0,
-               "skipped_existing": total - len(todo) - not_converted, "clock": settings.clock,
-               "estimator": settings.estimator, "clock_divergence_threshold": CLOCK_DIVERGENCE,
-               "converter": _converter_name(profile),
-               "host": prov["host"].get("host"), "reference_chunks": []}
-    if shared:
-        session.update({"device": shared.device.name, "claims": str(shared.claims.dir)})
-    if cached_only:
-        session["skipped_not_converted"] = not_converted
+    session = _new_session(prov, profile, settings, total - len(todo) - not_converted, shared,
+                           cached_only, not_converted)
     bar = _progress_bar(progress, total, total - len(todo), kind[:-1] if kind.endswith("s") else kind,
                         f"{profile.name} {table.path.name}")
     jobs = [(("op", REFERENCE_OP))] + [(b, p) for _, b, p, _ in todo]
@@ -213,16 +305,7 @@ def _run_held(*, table: Table, items: list[tuple[str, str, object, dict]],
     session["timing_cpu"] = runner.pinned_core
     measured = 0
     interrupted = False
-    folder = shared.folder if shared else table.path.parent
-    baseline = (profile_reference_baseline(folder, settings.clock, settings.estimator)
-                or reference_baseline(table))
-    guard = DriftGuard(settings, baseline,
-                       base_ms=(reference_base_ms
-                                or (shared and reference_base(shared.main, settings.clock,
-                                                              settings.estimator))
-                                or reference_base(table, settings.clock, settings.estimator))
-                       if settings.paired else None)
-    session["drift_baseline_ms"] = baseline
+    guard, session["drift_baseline_ms"] = _drift_guard(table, settings, shared, reference_base_ms)
 
     def checkpoint() -> None:
         if settings.paired and guard.base_ms is not None:
@@ -232,39 +315,11 @@ def _run_held(*, table: Table, items: list[tuple[str, str, object, dict]],
     checkpoint()
     outcome = "failed"  # an exception other than Ctrl-C leaves this
     try:
-        if pre is not None and not free and runner.pinned_core is not None:
-            # one core: the converter would share the timing core, so convert everything first
-            for i in range(len(jobs)):
-                pre.wait(i)
-        if pre is not None:
-            pre.wait(0)
+        _await_conversion(pre, free, runner, len(jobs))
         ref_mod, ref_shape = _module_for("op", REFERENCE_OP)
         ref_fn = runner.timer(runner.load(ref_mod, ref_shape, name="reference"))
         for c0, part, claim in chunks_of(todo, items, chunk, shared):
-            fns = {}
-            for j, (key, b, p, _) in enumerate(part):
-                if pre is not None:
-                    pre.wait(1 + c0 + j)
-                mod, shape = _module_for(b, p)
-                fns[key] = runner.timer(runner.load(mod, shape, name=key[:60]))
-            report = guard.measure_chunk(fns, ("__reference__", ref_fn), settings.seed + c0)
-            ref_ms = float(np.median(report.reference_ms)) if report.reference_ms else float("nan")
-            session["reference_chunks"].append(  # the reference on both clocks, per chunk
-                {"first_row": c0, "ms": ref_ms,
-                 "wall_ms": [round(v, 6) for v in report.reference_wall_ms],
-                 "cpu_ms": [round(v, 6) for v in report.reference_cpu_ms]})
-            stamp = now_iso()
-            rows = []
-            for key, _, _, ident in part:
-                r = report.results[key]
-                rows.append({**ident, "median_ms": r.median_ms, "wall_ms": r.wall_ms,
-                             "cpu_ms": r.cpu_ms, "clock": r.clock, "estimator": r.estimator,
-                             "clock_diverged": clock_diverged(r.wall_ms, r.cpu_ms),
-                             "mean_ms": r.mean_ms,
-                             "std_ms": r.std_ms, "p10_ms": r.p10_ms, "p90_ms": r.p90_ms,
-                             "iqr_ms": r.iqr_ms, "cv": r.cv, "rel_spread": r.rel_spread,
-                             "n_runs": r.n_runs, "n_rounds": r.n_rounds,
-                             "remeasured": r.remeasured, "ref_ms": ref_ms, "measured_at": stamp})
+            rows = _time_chunk(runner, pre, c0, part, guard, ref_fn, settings, session)
             table.append(rows)
             if claim is not None:
                 claim.finish(len(rows))
@@ -282,14 +337,8 @@ def _run_held(*, table: Table, items: list[tuple[str, str, object, dict]],
         runner.unpin()  # the caller gets its cores back
         convert_s = cache.convert_seconds  # the workers' and the runner's loads'
         wall = time.perf_counter() - t0
-        session.update({"finished": now_iso(), "measured": measured, "wall_s": round(wall, 1),
-                        "convert_s": round(convert_s, 1), "interrupted": interrupted,
-                        "status": outcome,
-                        "per_minute": round(measured / wall * 60, 2) if wall > 0 else None,
-                        "drift_guard": guard.as_dict()})
-        if settings.paired and guard.base_ms is not None:
-            prov["reference_base_ms"] = guard.base_ms
-            session["reference_base_ms"] = guard.base_ms
+        _end_session(session, prov, guard, settings, measured=measured, wall=wall,
+                     convert_s=convert_s, interrupted=interrupted, outcome=outcome)
         _finish_provenance(table, prov, session)
     return JobSummary(str(table.path), measured, total - len(todo) - not_converted, total, wall,
                       convert_s, measured / wall * 60 if wall > 0 else 0.0, interrupted,
@@ -328,12 +377,11 @@ def _convert_only(todo: list, items: list, profile: DeviceProfile, cache: Export
         _close(pre, bar)
     wall = time.perf_counter() - t0
     # the conversion cost belongs to the table's wall time: record it beside the timing sessions
-    prov_p = provenance_path(table.path)
-    prov = json.loads(prov_p.read_text()) if prov_p.is_file() else {}
+    prov = read_provenance(table.path, strict=True) or {}
     prov["conversions"] = prov.get("conversions", []) + [{
         "started": started, "finished": now_iso(), "models": len(jobs), "wall_s": round(wall, 1),
         "convert_s": round(cache.convert_seconds, 1), "cpus": cpus, "interrupted": interrupted}]
-    write_json_atomic(prov_p, prov)
+    write_json_atomic(provenance_path(table.path), prov)
     return JobSummary(f"{len(jobs)} models in {cache.dir}", 0, len(items) - len(todo), len(items),
                       wall, cache.convert_seconds, 0.0, interrupted, convert_only=True,
                       rows=_rows_of(table, items))
@@ -349,12 +397,13 @@ def resolve_clock(profile: DeviceProfile,
     None takes the profile's estimator.
     """
     if settings is None:
-        settings = MeasureSettings(warmup=profile.warmup, runs=profile.runs, rounds=profile.rounds)
-    if settings.clock is not None and settings.clock != profile.clock:
-        profile = dataclasses.replace(profile, clock=settings.clock)
-    if settings.estimator is not None and settings.estimator != profile.estimator:
-        profile = dataclasses.replace(profile, estimator=settings.estimator)
-    return profile, dataclasses.replace(settings, clock=profile.clock, estimator=profile.estimator)
+        spec = profile.timing_spec
+        settings = MeasureSettings(warmup=spec.warmup, runs=spec.runs, rounds=spec.rounds)
+    clock, estimator = settings.clock or profile.clock, settings.estimator or profile.estimator
+    if (clock, estimator) != (profile.clock, profile.estimator):
+        profile = dataclasses.replace(profile, clock=clock, estimator=estimator)
+    spec = profile.timing_spec
+    return profile, dataclasses.replace(settings, clock=spec.clock, estimator=spec.estimator)
 
 
 def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.PathLike | None = None,
@@ -378,7 +427,7 @@ def measure_ops(profile: str | DeviceProfile, space: str, *, out_dir: str | os.P
     """
     from space.spaces import get_space
 
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = as_profile(profile)
     _available(prof, device)
     if configs is not None:
         plain_name(space, "table name")  # any name: the table stays inside the profile folder
@@ -417,7 +466,7 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
     """
     if table_name is not None:
         plain_name(table_name, "table name")  # stays inside the profile folder
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = as_profile(profile)
     _available(prof, device)
     seen, items = set(), []
     for a, source in archs:
@@ -428,7 +477,7 @@ def measure_models(profile: str | DeviceProfile, space: str, archs: Iterable[tup
         c = count(a)
         items.append((s, "model", a, {"arch": s, "space": space, "source": source,
                                        "params": c.params, "madds": c.madds}))
-    table = Table.models(tables_dir(out_dir) / prof.name / table_name if table_name
+    table = Table.models(named_table_path(prof.name, table_name, out_dir) if table_name
                          else table_path(prof.name, space, "models", out_dir))
     prof, settings = resolve_clock(prof, settings)
     table, prof, shared = share_job(table, items, chunk, prof, device, claims)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ..atomic import write_json_atomic
 from ..tablelock import TableLock
@@ -50,13 +51,10 @@ def merge_parts(table_path: str | os.PathLike) -> dict:
         return _merge(path, pdir, parts)
 
 
-def _merge(path: Path, pdir: Path, parts: list[Path]) -> dict:
-    main = open_table(path)
-    # part <stem>[_-]<device>.csv -> device
-    tables = [(p.stem[len(path.stem) + 1:] or p.stem, open_table(p)) for p in parts]
-    part_rows = {name: t.read(ignore_torn=True) for name, t in tables}
+def _common_timing(path: Path, pdir: Path, part_rows: dict[str, list[dict]],
+                   have: tuple[str, str] | None) -> tuple[str, str]:
+    """The one ``(clock, estimator)`` of the parts and the table; a ClaimError if they differ."""
     timings = {name: (r[0]["clock"], r[0]["estimator"]) for name, r in part_rows.items() if r}
-    have = main.timing()
     kinds = set(timings.values()) | ({have} if have else set())
     if len(kinds) > 1:
         raise ClaimError(f"{path}: its parts were timed with different clocks/estimators "
@@ -65,21 +63,26 @@ def _merge(path: Path, pdir: Path, parts: list[Path]) -> dict:
                          f"mixes them")
     if not kinds:
         raise ClaimError(f"{path}: its parts in {pdir} hold no rows yet")
-    clock, estimator = kinds.pop()
-    provs = {name: reconcile_killed(_read_json(provenance_path(t.path)), len(part_rows[name]))
-             for name, t in tables}
-    paired = estimator.endswith("+ref")
-    target = None
-    if paired:
-        target = reference_base(main, clock, estimator)
-        if target is None:  # a new folder: the base of the part with the most rows
-            biggest = max(part_rows, key=lambda name: len(part_rows[name]))
-            target = provs[biggest].get("reference_base_ms")
-    done = main.done_keys()
-    prov_p = provenance_path(path)
-    prov = _read_json(prov_p)
-    if prov:  # a session that measured into the table itself and was killed
-        prov = reconcile_killed(prov, len(done))
+    return kinds.pop()
+
+
+def _target_base(main: Any, clock: str, estimator: str, part_rows: dict[str, list[dict]],
+                 provs: dict[str, dict]) -> Any:
+    """The reference base every ``+ref`` part is put on: the table's, else the biggest part's."""
+    target = reference_base(main, clock, estimator)
+    if target is None:  # a new folder: the base of the part with the most rows
+        biggest = max(part_rows, key=lambda name: len(part_rows[name]))
+        target = provs[biggest].get("reference_base_ms")
+    return target
+
+
+def _collect_rows(main: Any, tables: list[tuple[str, Any]], part_rows: dict[str, list[dict]],
+                  provs: dict[str, dict], done: set, paired: bool, target: Any
+                  ) -> tuple[list[dict], int, dict[str, dict], dict[str, list[str]]]:
+    """The parts' rows the table lacks (rescaled to ``target``), sorted by time of measuring.
+
+    Returns ``(new rows, duplicates across parts, part info, {host: part names})``.
+    """
     new, dupes, info, hosts = [], 0, {}, {}
     seen = set(done)
     for name, t in tables:
@@ -103,11 +106,12 @@ def _merge(path: Path, pdir: Path, parts: list[Path]) -> dict:
                       "reference_base_ms": base, "scaled_by": scale,
                       "sessions": len(provs[name].get("sessions", []))}
     new.sort(key=lambda r: (r.get("measured_at") or "", r[main.key]))
-    main.append(new)
-    warnings = []
-    if len(hosts) > 1:
-        warnings.append(f"parts come from {len(hosts)} host kinds: "
-                        + "; ".join(f"{h}: {', '.join(n)}" for h, n in sorted(hosts.items())))
+    return new, dupes, info, hosts
+
+
+def _with_sessions(prov: dict, tables: list[tuple[str, Any]], provs: dict[str, dict]) -> dict:
+    """The table's provenance (the first part's description if it has none) plus every
+    part's sessions it does not list yet."""
     if not prov:  # a table made only of parts: the first part's description
         first = provs[tables[0][0]]
         prov = {k: v for k, v in first.items() if k not in ("sessions", "rows", "table_sha256",
@@ -120,6 +124,43 @@ def _merge(path: Path, pdir: Path, parts: list[Path]) -> dict:
             if (s["device"], s.get("started")) not in known:
                 prov.setdefault("sessions", []).append(s)
                 known.add((s["device"], s.get("started")))
+    return prov
+
+
+def _claims_state(path: Path, prov: dict, warnings: list[str]) -> dict | None:
+    """The claims' status (None without a plan), recorded in ``prov``; warns of chunks left."""
+    cdir = claims_dir(path)
+    status = claims_status(cdir) if (cdir / "plan.json").is_file() else None
+    if status is not None:
+        prov["claims"] = {k: status[k] for k in ("chunks", "done", "items", "chunk", "done_by_device")}
+        if status["done"] < status["chunks"]:
+            warnings.append(f"{status['chunks'] - status['done']} of {status['chunks']} chunks are "
+                            f"not measured yet ({len(status['active'])} being measured now)")
+    return status
+
+
+def _merge(path: Path, pdir: Path, parts: list[Path]) -> dict:
+    main = open_table(path)
+    # part <stem>[_-]<device>.csv -> device
+    tables = [(p.stem[len(path.stem) + 1:] or p.stem, open_table(p)) for p in parts]
+    part_rows = {name: t.read(ignore_torn=True) for name, t in tables}
+    clock, estimator = _common_timing(path, pdir, part_rows, main.timing())
+    provs = {name: reconcile_killed(_read_json(provenance_path(t.path)), len(part_rows[name]))
+             for name, t in tables}
+    paired = estimator.endswith("+ref")
+    target = _target_base(main, clock, estimator, part_rows, provs) if paired else None
+    done = main.done_keys()
+    prov_p = provenance_path(path)
+    prov = _read_json(prov_p)
+    if prov:  # a session that measured into the table itself and was killed
+        prov = reconcile_killed(prov, len(done))
+    new, dupes, info, hosts = _collect_rows(main, tables, part_rows, provs, done, paired, target)
+    main.append(new)
+    warnings = []
+    if len(hosts) > 1:
+        warnings.append(f"parts come from {len(hosts)} host kinds: "
+                        + "; ".join(f"{h}: {', '.join(n)}" for h, n in sorted(hosts.items())))
+    prov = _with_sessions(prov, tables, provs)
     rows = main.read()
     stamp = now_iso()
     prov.update({"parts": info, "merged": stamp, "updated": stamp, "rows": len(rows),
@@ -132,13 +173,7 @@ def _merge(path: Path, pdir: Path, parts: list[Path]) -> dict:
     summary = reference_summary(rows, clock, estimator)
     if summary:
         prov["reference_ms"] = summary
-    cdir = claims_dir(path)
-    status = claims_status(cdir) if (cdir / "plan.json").is_file() else None
-    if status is not None:
-        prov["claims"] = {k: status[k] for k in ("chunks", "done", "items", "chunk", "done_by_device")}
-        if status["done"] < status["chunks"]:
-            warnings.append(f"{status['chunks'] - status['done']} of {status['chunks']} chunks are "
-                            f"not measured yet ({len(status['active'])} being measured now)")
+    status = _claims_state(path, prov, warnings)
     write_json_atomic(prov_p, prov)
     return {"table": str(path), "merged": len(new), "already": len(done), "rows": len(rows),
             "duplicates": dupes, "parts": info, "warnings": warnings, "claims": status}

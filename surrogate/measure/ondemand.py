@@ -21,7 +21,7 @@ from typing import Iterable
 from space.arch import Arch, LayerConfig
 
 from ..predict.optable import OpTable
-from ..paths import table_path
+from ..paths import DEFAULT_PROFILE, table_path
 
 TABLE = "reference"  # <profile>/reference_ops.csv
 
@@ -36,7 +36,7 @@ class OpsReport:
     note: str = ""
 
 
-def host_op_table(profile: str = "cpu-litert", root: str | os.PathLike | None = None) -> OpTable:
+def host_op_table(profile: str = DEFAULT_PROFILE, root: str | os.PathLike | None = None) -> OpTable:
     """The profile's reference operator table (shipped, or under ``root``) plus this host's cache
     when this host is of the table's host kind."""
     path = table_path(profile, TABLE, "ops", root)
@@ -92,7 +92,7 @@ def reference_configs(archs: Iterable[Arch]) -> list[LayerConfig]:
     return [seen[k] for k in sorted(seen)]
 
 
-def ensure_ops(archs: Iterable[Arch], table: OpTable, profile: str = "cpu-litert", *,
+def ensure_ops(archs: Iterable[Arch], table: OpTable, profile: str = DEFAULT_PROFILE, *,
                measure: bool = True, progress: bool = False, same_host: bool | None = None,
                configs: Iterable[LayerConfig] | None = None) -> tuple[OpTable, OpsReport]:
     """``table`` able to price every operator of ``archs``, and how that was done.
@@ -137,7 +137,7 @@ def ensure_ops(archs: Iterable[Arch], table: OpTable, profile: str = "cpu-litert
 
 def _cannot_measure(table: OpTable, profile: str, same_host: bool | None) -> str | None:
     """None when this host can measure operators for ``table``, else why not."""
-    from .profiles import get_profile
+    from .profiles import as_profile
 
     if same_host is None:
         if not table.source or not Path(table.source).is_file():
@@ -146,7 +146,7 @@ def _cannot_measure(table: OpTable, profile: str, same_host: bool | None) -> str
     if not same_host:
         return "this host is not of the table's host kind (mnas host)"
     try:
-        prof = get_profile(profile)
+        prof = as_profile(profile)
     except ValueError as exc:
         return str(exc)
     ok, reason = prof.available()

@@ -11,14 +11,13 @@ Nothing here imports a heavy runtime at module import time.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import os
 import platform
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .backends import Backend, get_backend, runtimes
-from .clocks import ESTIMATORS
+from ..timingspec import CLOCKS, DEFAULT_ESTIMATOR, ESTIMATORS, TimingSpec
 from .export import ExportCache
 from .installed import package_version
 from .pinning import allowed_cpus
@@ -28,15 +27,13 @@ __all__ = [
     "DeviceProfile",
     "PROFILES",
     "DEFAULT_PROFILE",
+    "as_profile",
     "get_profile",
     "make_runner",
     "cpu_model",
 ]
 
-DEFAULT_PROFILE = "cpu-litert"
-
-#: latency clocks: the calling thread's CPU time, or wall time
-_CLOCKS = ("cpu", "wall")
+from ..paths import DEFAULT_PROFILE  # noqa: E402 (one owner of the default name)
 
 
 def cpu_model() -> str:
@@ -100,7 +97,7 @@ class DeviceProfile:
     rounds: int = 5
     timing: str = "perf_counter_ns"
     clock: str = "wall"
-    estimator: str = "min"
+    estimator: str = DEFAULT_ESTIMATOR
     exporter: str = ""
     converter: str = "direct"
     cuda_graphs: bool = False
@@ -135,8 +132,8 @@ class DeviceProfile:
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"profile {self.name!r}: estimator must be one of {ESTIMATORS}, "
                              f"got {self.estimator!r}")
-        if self.clock not in _CLOCKS:
-            raise ValueError(f"profile {self.name!r}: clock must be one of {_CLOCKS}, got {self.clock!r}")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"profile {self.name!r}: clock must be one of {CLOCKS}, got {self.clock!r}")
         if self.clock == "cpu" and not backend.cpu_clock:
             raise ValueError(f"profile {self.name!r}: clock 'cpu' needs a runtime computing on this "
                              f"host's calling thread ({', '.join(runtimes(cpu_clock=True))}); runtime "
@@ -150,6 +147,11 @@ class DeviceProfile:
     def as_dict(self) -> dict[str, Any]:
         """Plain dict of the settings (for provenance files)."""
         return dataclasses.asdict(self)
+
+    @property
+    def timing_spec(self) -> TimingSpec:
+        """How this profile times (:meth:`surrogate.timingspec.TimingSpec.from_profile`)."""
+        return TimingSpec.from_profile(self)
 
     @property
     def backend(self) -> Backend:
@@ -167,6 +169,7 @@ class DeviceProfile:
     def host_info(self, adb_device: dict[str, str] | None = None) -> dict[str, Any]:
         """Provenance of the machine measuring: CPU, cores, versions, date, settings, and
         ``host`` (:func:`surrogate.measure.host.host_identity`: what kind of host this is)."""
+        from ..tables import now_iso
         from .hostid import host_identity
 
         info: dict[str, Any] = {
@@ -180,7 +183,7 @@ class DeviceProfile:
             "numpy": package_version("numpy"),
             "runtime_versions": self.runtime_versions(),
             "cpu_governor": _read_first("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-            "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "date_utc": now_iso(),
             "host": host_identity(),
             **self.backend.host_info(),
         }
@@ -212,7 +215,7 @@ PROFILES: dict[str, DeviceProfile] = {
     p.name: p
     for p in (
         DeviceProfile(
-            name="cpu-litert",
+            name=DEFAULT_PROFILE,
             runtime="litert",
             clock="cpu",
             estimator="min+ref",
@@ -294,6 +297,12 @@ def get_profile(name: str, **overrides: Any) -> DeviceProfile:
     return dataclasses.replace(PROFILES[name], **overrides)
 
 
+
+def as_profile(profile: "str | DeviceProfile") -> DeviceProfile:
+    """``profile`` itself, or the registry's profile of that name: callers resolve a name once
+    and pass the object down."""
+    return profile if isinstance(profile, DeviceProfile) else get_profile(profile)
+
 def make_runner(
     profile: DeviceProfile | str,
     cache: ExportCache | None = None,
@@ -307,6 +316,5 @@ def make_runner(
 
     ``serial`` and ``executor`` are for ``android-adb`` (see ``adb.AdbRunner``).
     """
-    if isinstance(profile, str):
-        profile = get_profile(profile)
+    profile = as_profile(profile)
     return profile.backend.make_runner(profile, cache, seed, serial=serial, executor=executor, **kwargs)

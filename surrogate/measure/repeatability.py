@@ -240,6 +240,79 @@ def _open_pass(path: Path, header: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _parse_archs(archs: Sequence[str]) -> dict[str, Any]:
+    """``{arch string: parsed arch}``; a ValueError names the first that does not parse."""
+    from space.blockstring import parse_arch
+
+    parsed = {}
+    for i, s in enumerate(archs):
+        try:
+            parsed[s] = parse_arch(s)
+        except ValueError as exc:
+            raise ValueError(f"time_rounds: arch #{i} ({s[:60]!r}) does not parse: {exc}") from None
+    return parsed
+
+
+def _rounds_settings(profile: str, settings: MeasureSettings, reference_base_ms: float | None,
+                     chunk: int) -> tuple[Any, MeasureSettings]:
+    """``(profile, settings)`` of a rounds pass: no extra rounds, the profile's clock."""
+    from .jobs import resolve_clock
+    from .profiles import as_profile
+
+    if chunk < 1:
+        raise ValueError(f"time_rounds: chunk must be >= 1, got {chunk}")
+    if settings.max_extra_rounds:
+        settings = dataclasses.replace(settings, max_extra_rounds=0)
+    prof, settings = resolve_clock(as_profile(profile), settings)
+    if settings.paired and not (reference_base_ms and reference_base_ms > 0):
+        raise ValueError(f"time_rounds: estimator {settings.estimator!r} needs a positive "
+                         f"reference_base_ms, got {reference_base_ms!r}")
+    return prof, settings
+
+
+def _load_chunk(runner: Any, part: Sequence[str], parsed: Mapping[str, Any], clock: str,
+                raw_est: str) -> tuple[dict[str, Callable], dict[str, list[float]], float]:
+    """Load a chunk's networks: ``(items, {arch: raw estimates, filled as timed}, load_s)``."""
+    from .jobs import _module_for
+
+    t_load = time.perf_counter()
+    fns, raw = {}, {}
+    for s in part:
+        timer = runner.timer(runner.load(*_module_for("model", parsed[s]), name=s[:60]))
+        raw[s] = []
+
+        def item(w: int, r: int, _t=timer, _sink=raw[s]):
+            rt = as_run_times(_t(w, r))
+            _sink.append(estimate(rt.clock(clock), raw_est))
+            return rt
+
+        fns[s] = item
+    return fns, raw, time.perf_counter() - t_load
+
+
+def _time_chunk(data: dict[str, Any], runner: Any, ref_fn: Callable, part: Sequence[str],
+                parsed: Mapping[str, Any], done: int, *, settings: MeasureSettings,
+                reference_base_ms: float | None, seed: int) -> None:
+    """Time one chunk of networks and record its networks and chunk entry in ``data``."""
+    raw_est, _ = split_estimator(settings.latency_estimator)
+    fns, raw, load_s = _load_chunk(runner, part, parsed, settings.latency_clock, raw_est)
+    started = now_iso()
+    rep = measure(fns, settings, reference=("__reference__", ref_fn),
+                  rng=np.random.default_rng(seed * 100003 + done),
+                  reference_base_ms=reference_base_ms)
+    per_round = rep.wall_s / (len(part) * settings.rounds)
+    for s in part:
+        data["networks"][s] = {"rounds_ms": rep.results[s].round_medians_ms,
+                               "raw_ms": raw[s], "seconds_per_round": per_round,
+                               "load_s": load_s / len(part)}
+    data["chunks"].append({"first": done, "n": len(part), "started": started,
+                           "finished": now_iso(), "wall_s": rep.wall_s, "load_s": load_s,
+                           "other_cpu_cores": rep.other_cpu_cores,
+                           "reference_ms_median": float(np.median(rep.reference_ms)),
+                           "drift_ratio": rep.drift_ratio,
+                           "pinned_core": runner.pinned_core})
+
+
 def time_rounds(profile: str, archs: Sequence[str], path: str | os.PathLike, *,
                 settings: MeasureSettings, reference_base_ms: float | None = None,
                 chunk: int = 16, seed: int = 0, label: str = "",
@@ -257,27 +330,13 @@ def time_rounds(profile: str, archs: Sequence[str], path: str | os.PathLike, *,
     resumes from the file without redoing finished networks. The process is pinned
     per the profile while timing and unpinned after. Returns the pass data.
     """
-    from space.blockstring import parse_arch
-
     from .export import ExportCache
-    from .jobs import _module_for, resolve_clock
-    from .profiles import get_profile, make_runner
+    from .jobs import _module_for
+    from .profiles import make_runner
     from ..tables import REFERENCE_OP
 
-    if chunk < 1:
-        raise ValueError(f"time_rounds: chunk must be >= 1, got {chunk}")
-    if settings.max_extra_rounds:
-        settings = dataclasses.replace(settings, max_extra_rounds=0)
-    prof, settings = resolve_clock(get_profile(profile), settings)
-    if settings.paired and not (reference_base_ms and reference_base_ms > 0):
-        raise ValueError(f"time_rounds: estimator {settings.estimator!r} needs a positive "
-                         f"reference_base_ms, got {reference_base_ms!r}")
-    parsed = {}
-    for i, s in enumerate(archs):
-        try:
-            parsed[s] = parse_arch(s)
-        except ValueError as exc:
-            raise ValueError(f"time_rounds: arch #{i} ({s[:60]!r}) does not parse: {exc}") from None
+    prof, settings = _rounds_settings(profile, settings, reference_base_ms, chunk)
+    parsed = _parse_archs(archs)
     path = Path(path)
     header = {"format": ROUNDS_PASS_FORMAT, "profile": prof.name, "label": label,
               "rounds": settings.rounds, "settings": settings.as_dict(),
@@ -286,8 +345,6 @@ def time_rounds(profile: str, archs: Sequence[str], path: str | os.PathLike, *,
     todo = [s for s in dict.fromkeys(archs) if s not in data["networks"]]
     if not todo:
         return data
-    raw_est, _ = split_estimator(settings.latency_estimator)
-    clock = settings.latency_clock
     runner = make_runner(prof, ExportCache(cache_dir))
     runner.ensure_pinned()
     done = len(data["networks"])
@@ -296,34 +353,8 @@ def time_rounds(profile: str, archs: Sequence[str], path: str | os.PathLike, *,
         ref_fn = runner.timer(runner.load(*_module_for("op", REFERENCE_OP), name="reference"))
         for c0 in range(0, len(todo), chunk):
             part = todo[c0: c0 + chunk]
-            t_load = time.perf_counter()
-            fns, raw = {}, {}
-            for s in part:
-                timer = runner.timer(runner.load(*_module_for("model", parsed[s]), name=s[:60]))
-                raw[s] = []
-
-                def item(w: int, r: int, _t=timer, _sink=raw[s]):
-                    rt = as_run_times(_t(w, r))
-                    _sink.append(estimate(rt.clock(clock), raw_est))
-                    return rt
-
-                fns[s] = item
-            load_s = time.perf_counter() - t_load
-            started = now_iso()
-            rep = measure(fns, settings, reference=("__reference__", ref_fn),
-                          rng=np.random.default_rng(seed * 100003 + done),
-                          reference_base_ms=reference_base_ms)
-            per_round = rep.wall_s / (len(part) * settings.rounds)
-            for s in part:
-                data["networks"][s] = {"rounds_ms": rep.results[s].round_medians_ms,
-                                       "raw_ms": raw[s], "seconds_per_round": per_round,
-                                       "load_s": load_s / len(part)}
-            data["chunks"].append({"first": done, "n": len(part), "started": started,
-                                   "finished": now_iso(), "wall_s": rep.wall_s, "load_s": load_s,
-                                   "other_cpu_cores": rep.other_cpu_cores,
-                                   "reference_ms_median": float(np.median(rep.reference_ms)),
-                                   "drift_ratio": rep.drift_ratio,
-                                   "pinned_core": runner.pinned_core})
+            _time_chunk(data, runner, ref_fn, part, parsed, done, settings=settings,
+                        reference_base_ms=reference_base_ms, seed=seed)
             done += len(part)
             data["updated"] = now_iso()
             write_json_atomic(path, data)

@@ -8,7 +8,6 @@ targets are stated in: median |relative difference| and the share within ±1/2/5
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -45,16 +44,14 @@ def table_settings(table_path: str | os.PathLike):
     """The ``MeasureSettings`` a table was timed with (from its provenance)."""
     import dataclasses
 
-    from ..tables import provenance_path
+    from ..tables import provenance_path, read_provenance
     from .timing import MeasureSettings
 
-    p = provenance_path(table_path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{table_path} has no provenance file ({p.name}) to read its settings from")
-    try:
-        saved = json.loads(p.read_text()).get("settings") or {}
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    prov = read_provenance(table_path, strict=True)
+    if prov is None:
+        raise FileNotFoundError(f"{table_path} has no provenance file "
+                                f"({provenance_path(table_path).name}) to read its settings from")
+    saved = prov.get("settings") or {}
     names = {f.name for f in dataclasses.fields(MeasureSettings)}
     return MeasureSettings(**{k: v for k, v in saved.items() if k in names})
 
@@ -67,6 +64,7 @@ def retime_table(profile: str, base: str | os.PathLike, n: int, name: str, *, bu
     """
     from space.blockstring import parse_arch
 
+    from ..paths import parse_table_name
     from ..tables import Table
     from .jobs import measure_models
 
@@ -74,7 +72,7 @@ def retime_table(profile: str, base: str | os.PathLike, n: int, name: str, *, bu
     rows = Table.models(base).read()
     if len(rows) < n:
         raise ValueError(f"{base} has {len(rows)} rows; need {n} to re-time")
-    space = base.name[: -len("_models.csv")]
+    _, space, _, _ = parse_table_name(base)
     archs = [(parse_arch(r["arch"]), "repeat-busy" if busy else "repeat") for r in rows[:n]]
     settings = table_settings(base)
     if estimator is not None:

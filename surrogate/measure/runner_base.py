@@ -1,6 +1,6 @@
 """The runner interface every backend's runner implements, and what they share.
 
-    runner = make_runner(get_profile("cpu-litert"))  # surrogate.measure.profiles
+    runner = make_runner("cpu-litert")               # surrogate.measure.profiles
     h = runner.load(module, (1, 40, 28, 28))        # NCHW shape; exports via the cache
     times_ms = runner.time(h, warmup=10, runs=30)    # per-run latencies, the profile's clock
     both = runner.time_clocks(h, warmup=10, runs=30) # RunTimes: wall_ms and cpu_ms per run

@@ -31,6 +31,7 @@ import numpy as np
 
 from .clocks import (CLOCKS, DEFAULT_ESTIMATOR, ESTIMATORS, RunTimes, as_run_times, estimate,
                      split_estimator)
+from .itemstats import ItemResult, summarize
 from .otherload import OtherLoad
 
 __all__ = ["TimeFn", "RunTimes", "as_run_times", "estimate", "CLOCKS", "ESTIMATORS",
@@ -134,53 +135,6 @@ class MeasureSettings:
 
 
 @dataclass
-class ItemResult:
-    """Latency statistics of one item (ms; ``cv`` and ``rel_spread`` unitless).
-
-    ``median_ms`` is the latency: the median over rounds of each round's
-    ``estimator`` on ``clock`` (the name predates estimators; ``latency_ms`` is
-    an alias). ``wall_ms`` and ``cpu_ms`` are the same on each clock (NaN when
-    the runner lacks it). mean/std/var/p10/p90/iqr are over all pooled runs of
-    ``clock``; ``mad_ms`` and ``rel_spread`` (IQR/median) are over the round
-    estimates (``round_medians_ms``), i.e. round-to-round (drift) spread.
-    With a ``+ref`` estimator the round estimates are normalised (``ref_ratio``:
-    median item / paired-reference ratio; ``pair_ref_ms``: median paired
-    reference), while ``wall_ms``/``cpu_ms`` and the pooled statistics stay raw.
-    """
-
-    name: str
-    median_ms: float
-    mean_ms: float
-    std_ms: float
-    var_ms2: float
-    p10_ms: float
-    p90_ms: float
-    iqr_ms: float
-    mad_ms: float
-    cv: float
-    rel_spread: float
-    n_runs: int
-    n_rounds: int
-    round_medians_ms: list[float] = field(default_factory=list)
-    remeasured: bool = False
-    wall_ms: float = math.nan
-    cpu_ms: float = math.nan
-    clock: str = "wall"
-    estimator: str = DEFAULT_ESTIMATOR
-    ref_ratio: float = math.nan
-    pair_ref_ms: float = math.nan
-
-    @property
-    def latency_ms(self) -> float:
-        """The latency under ``clock`` and ``estimator`` (same as ``median_ms``)."""
-        return self.median_ms
-
-    def as_dict(self) -> dict[str, Any]:
-        """Statistics as a JSON-ready dict."""
-        return asdict(self)
-
-
-@dataclass
 class MeasureReport:
     """Results per item, drift of the reference, and how busy the rest of the machine was.
 
@@ -223,78 +177,6 @@ class MeasureReport:
         }
 
 
-def _round_latency(rounds: list[RunTimes], clock: str, estimator: str) -> np.ndarray:
-    return np.array([estimate(r.clock(clock), estimator) for r in rounds])
-
-
-def summarize(name: str, round_times: Sequence["RunTimes | np.ndarray"], remeasured: bool = False,
-              *, clock: str = "wall", estimator: str = DEFAULT_ESTIMATOR,
-              paired: Sequence[RunTimes] | None = None,
-              base_ms: float | None = None) -> ItemResult:
-    """Statistics from per-round run times (RunTimes, or arrays of wall ms).
-
-    Each round is reduced by ``estimator`` on each clock; latency is the median
-    of those round estimates on ``clock``. A ``+ref`` estimator needs ``paired``
-    (the reference's runs after each round) and ``base_ms``.
-    """
-    if clock not in CLOCKS:
-        raise ValueError(f"summarize: clock must be one of {CLOCKS}, got {clock!r}")
-    raw_est, is_paired = split_estimator(estimator)
-    if is_paired and (paired is None or len(paired) != len(round_times) or not base_ms
-                      or not base_ms > 0):
-        raise ValueError(f"item {name!r}: estimator {estimator!r} needs one paired reference "
-                         f"timing per round and a positive base_ms")
-    rounds = [rt for rt in (as_run_times(r) for r in round_times) if len(rt)]
-    if not rounds:
-        raise ValueError(f"item {name!r}: no timed runs to summarise")
-    pooled = np.concatenate([r.clock(clock) for r in rounds])
-    if not np.all(np.isfinite(pooled)):
-        if clock == "cpu" and not all(r.has_cpu for r in rounds):
-            raise ValueError(f"item {name!r}: no thread CPU time (a wall-only runner such as "
-                             f"CUDA or adb); use clock 'wall'")
-        raise ValueError(f"item {name!r}: non-finite run time")
-    raw = _round_latency(rounds, clock, raw_est)
-    ratio = pair_ms = math.nan
-    if is_paired:
-        refs = _round_latency([as_run_times(p) for p in paired], clock, raw_est)
-        ratios = raw / refs
-        meds = ratios * float(base_ms)
-        ratio, pair_ms = float(np.median(ratios)), float(np.median(refs))
-    else:
-        meds = raw
-    median = float(np.median(meds))
-    walls = _round_latency(rounds, "wall", raw_est)
-    cpus = _round_latency(rounds, "cpu", raw_est)
-    mean = float(pooled.mean())
-    std = float(pooled.std(ddof=1)) if pooled.size > 1 else 0.0
-    q10, q25, q75, q90 = np.percentile(pooled, [10, 25, 75, 90])
-    mad = float(np.median(np.abs(meds - median)))
-    r25, r75 = np.percentile(meds, [25, 75])
-    return ItemResult(
-        name=name,
-        median_ms=median,
-        mean_ms=mean,
-        std_ms=std,
-        var_ms2=std * std,
-        p10_ms=float(q10),
-        p90_ms=float(q90),
-        iqr_ms=float(q75 - q25),
-        mad_ms=mad,
-        cv=std / mean if mean > 0 else math.inf,
-        rel_spread=float(r75 - r25) / median if median > 0 else math.inf,
-        n_runs=int(pooled.size),
-        n_rounds=len(rounds),
-        round_medians_ms=[float(m) for m in meds],
-        remeasured=remeasured,
-        wall_ms=float(np.median(walls)),
-        cpu_ms=float(np.median(cpus)) if np.all(np.isfinite(cpus)) else math.nan,
-        clock=clock,
-        estimator=estimator,
-        ref_ratio=ratio,
-        pair_ref_ms=pair_ms,
-    )
-
-
 def _as_pairs(items: Mapping[str, TimeFn] | Sequence[tuple[str, TimeFn]]) -> list[tuple[str, TimeFn]]:
     pairs = list(items.items()) if isinstance(items, Mapping) else [(str(n), f) for n, f in items]
     names = [n for n, _ in pairs]
@@ -305,6 +187,120 @@ def _as_pairs(items: Mapping[str, TimeFn] | Sequence[tuple[str, TimeFn]]) -> lis
         if not callable(f):
             raise ValueError(f"item {n!r} is not callable (expected (warmup, runs) -> RunTimes)")
     return pairs
+
+
+def _check_reference(s: MeasureSettings, fns: Mapping[str, TimeFn],
+                     reference: str | tuple[str, TimeFn] | None,
+                     reference_base_ms: float | None) -> tuple[str | None, TimeFn | None]:
+    """``(name, fn)`` of ``measure``'s reference (``(None, None)`` without one), validated."""
+    ref_name: str | None = None
+    ref_fn: TimeFn | None = None
+    if isinstance(reference, str):
+        if reference not in fns:
+            raise ValueError(f"reference {reference!r} is not one of the items")
+        ref_name, ref_fn = reference, fns[reference]
+    elif reference is not None:
+        ref_name, ref_fn = reference
+    if s.paired and ref_fn is None:
+        raise ValueError(f"estimator {s.latency_estimator!r} is reference-paired: measure() "
+                         f"needs a reference")
+    if reference_base_ms is not None and not reference_base_ms > 0:
+        raise ValueError(f"reference_base_ms must be > 0, got {reference_base_ms}")
+    return ref_name, ref_fn
+
+
+@dataclass
+class _Rounds:
+    """State of one :func:`measure` call: every round's times, the reference timings, progress."""
+
+    s: MeasureSettings
+    fns: dict[str, TimeFn]
+    ref_fn: TimeFn | None
+    rng: np.random.Generator
+    progress: Callable[[int, int], None] | None
+    total: int
+    done: int = 0
+    ref_ms: list[float] = field(default_factory=list)
+    ref_wall: list[float] = field(default_factory=list)
+    ref_cpu: list[float] = field(default_factory=list)
+    round_other: list[float | None] = field(default_factory=list)
+    times: dict[str, list[RunTimes]] = field(init=False)
+    pairs: dict[str, list[RunTimes]] = field(init=False)
+    runs_for: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.times = {n: [] for n in self.fns}
+        self.pairs = {n: [] for n in self.fns}
+        self.runs_for = {n: self.s.runs for n in self.fns}
+
+    def time_ref(self) -> None:
+        """Time the reference once on both clocks (nothing without a reference)."""
+        if self.ref_fn is None:
+            return
+        s, est = self.s, self.s.latency_estimator
+        rt = as_run_times(self.ref_fn(s.warmup, s.runs))
+        self.ref_wall.append(estimate(rt.wall_ms, est))
+        self.ref_cpu.append(estimate(rt.cpu_ms, est))
+        self.ref_ms.append(self.ref_wall[-1] if s.latency_clock == "wall" else self.ref_cpu[-1])
+
+    def time_item(self, name: str) -> None:
+        """One round of item ``name`` (then its paired reference runs under ``+ref``)."""
+        s = self.s
+        t = as_run_times(self.fns[name](s.warmup, self.runs_for[name]))
+        if len(t) == 0:
+            raise ValueError(f"item {name!r} returned no run times")
+        if s.latency_clock == "cpu" and not t.has_cpu:
+            raise ValueError(f"item {name!r} has no thread CPU time (a wall-only runner such "
+                             f"as CUDA or adb, or an item returning a bare array); use clock "
+                             f"'wall'")
+        self.times[name].append(t)
+        if s.paired:  # the reference at once after the item: same moment of the host
+            self.pairs[name].append(as_run_times(self.ref_fn(1, s.pair_runs)))
+        if s.min_round_ms > 0 and len(self.times[name]) == 1:
+            per_run = float(np.median(t.wall_ms))  # a round's length is wall time
+            if per_run > 0:
+                self.runs_for[name] = max(s.runs, int(math.ceil(s.min_round_ms / per_run)))
+
+    def one_round(self, names: list[str]) -> None:
+        """One round over ``names`` in shuffled order, the reference re-timed along the way."""
+        per_round = OtherLoad()
+        per_round.start()
+        self.time_ref()
+        order = [names[i] for i in self.rng.permutation(len(names))]
+        for k, name in enumerate(order):
+            if self.s.reference_every and k and k % self.s.reference_every == 0:
+                self.time_ref()
+            self.time_item(name)
+            self.done += 1
+            if self.progress is not None:
+                self.progress(self.done, self.total)
+        self.round_other.append(per_round.stop())
+
+    def summary(self, name: str, base: float | None, remeasured: bool = False) -> ItemResult:
+        """:func:`summarize` of item ``name``'s rounds so far."""
+        s = self.s
+        return summarize(name, self.times[name], remeasured, clock=s.latency_clock,
+                         estimator=s.latency_estimator,
+                         paired=self.pairs[name] if s.paired else None, base_ms=base)
+
+    def extra_rounds(self, names: list[str], base: float | None) -> set[str]:
+        """Re-measure items whose round estimates spread too wide; returns their names."""
+        remeasured: set[str] = set()
+        for _ in range(self.s.max_extra_rounds):
+            wide = [n for n in names if self.summary(n, base).rel_spread > self.s.max_rel_spread]
+            if not wide:
+                break
+            remeasured.update(wide)
+            self.total += len(wide)
+            self.one_round(wide)
+        return remeasured
+
+
+def _drift(ref_ms: list[float]) -> tuple[float, float]:
+    """``(max/min, last/first)`` of the reference timings (1.0 each without them)."""
+    drift = max(ref_ms) / min(ref_ms) if ref_ms and min(ref_ms) > 0 else 1.0
+    last_first = ref_ms[-1] / ref_ms[0] if ref_ms and ref_ms[0] > 0 else 1.0
+    return float(drift), float(last_first)
 
 
 def measure(
@@ -325,106 +321,34 @@ def measure(
     of this call's round-start reference timings).
     """
     s = settings or MeasureSettings()
-    clock, est = s.latency_clock, s.latency_estimator
     pairs_in = _as_pairs(items)
     fns = dict(pairs_in)
     rng = rng if rng is not None else np.random.default_rng(s.seed)
-    ref_name: str | None = None
-    ref_fn: TimeFn | None = None
-    if isinstance(reference, str):
-        if reference not in fns:
-            raise ValueError(f"reference {reference!r} is not one of the items")
-        ref_name, ref_fn = reference, fns[reference]
-    elif reference is not None:
-        ref_name, ref_fn = reference
-    if s.paired and ref_fn is None:
-        raise ValueError(f"estimator {est!r} is reference-paired: measure() needs a reference")
-    if reference_base_ms is not None and not reference_base_ms > 0:
-        raise ValueError(f"reference_base_ms must be > 0, got {reference_base_ms}")
-    ref_ms: list[float] = []
-    ref_wall: list[float] = []
-    ref_cpu: list[float] = []
-    pairs: dict[str, list[RunTimes]] = {n: [] for n in fns}
-
-    def time_ref() -> None:
-        if ref_fn is not None:
-            rt = as_run_times(ref_fn(s.warmup, s.runs))
-            ref_wall.append(estimate(rt.wall_ms, est))
-            ref_cpu.append(estimate(rt.cpu_ms, est))
-            ref_ms.append(ref_wall[-1] if clock == "wall" else ref_cpu[-1])
-
+    ref_name, ref_fn = _check_reference(s, fns, reference, reference_base_ms)
     t_start = time.perf_counter()
     other = OtherLoad()
     other.start()
-    runs_for: dict[str, int] = {n: s.runs for n in fns}
-    times: dict[str, list[RunTimes]] = {n: [] for n in fns}
-    total = len(pairs_in) * s.rounds
-    done = 0
-
-    round_other: list[float | None] = []
-
-    def one_round(names: list[str]) -> None:
-        nonlocal done
-        per_round = OtherLoad()
-        per_round.start()
-        time_ref()
-        order = [names[i] for i in rng.permutation(len(names))]
-        for k, name in enumerate(order):
-            if s.reference_every and k and k % s.reference_every == 0:
-                time_ref()
-            t = as_run_times(fns[name](s.warmup, runs_for[name]))
-            if len(t) == 0:
-                raise ValueError(f"item {name!r} returned no run times")
-            if clock == "cpu" and not t.has_cpu:
-                raise ValueError(f"item {name!r} has no thread CPU time (a wall-only runner such "
-                                 f"as CUDA or adb, or an item returning a bare array); use clock "
-                                 f"'wall'")
-            times[name].append(t)
-            if s.paired:  # the reference at once after the item: same moment of the host
-                pairs[name].append(as_run_times(ref_fn(1, s.pair_runs)))
-            if s.min_round_ms > 0 and len(times[name]) == 1:
-                per_run = float(np.median(t.wall_ms))  # a round's length is wall time
-                if per_run > 0:
-                    runs_for[name] = max(s.runs, int(math.ceil(s.min_round_ms / per_run)))
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        round_other.append(per_round.stop())
-
     names = [n for n, _ in pairs_in]
+    run = _Rounds(s, fns, ref_fn, rng, progress, total=len(pairs_in) * s.rounds)
     for _ in range(s.rounds):
-        one_round(names)
-    base = reference_base_ms or (float(np.median(ref_ms)) if ref_ms else None)
-
-    def summary(n: str, remeasured: bool = False) -> ItemResult:
-        return summarize(n, times[n], remeasured, clock=clock, estimator=est,
-                         paired=pairs[n] if s.paired else None, base_ms=base)
-
-    remeasured: set[str] = set()
-    for _ in range(s.max_extra_rounds):
-        wide = [n for n in names if summary(n).rel_spread > s.max_rel_spread]
-        if not wide:
-            break
-        remeasured.update(wide)
-        total += len(wide)
-        one_round(wide)
-    time_ref()
-
-    results = {n: summary(n, n in remeasured) for n in names}
-    drift = max(ref_ms) / min(ref_ms) if ref_ms and min(ref_ms) > 0 else 1.0
-    last_first = ref_ms[-1] / ref_ms[0] if ref_ms and ref_ms[0] > 0 else 1.0
+        run.one_round(names)
+    base = reference_base_ms or (float(np.median(run.ref_ms)) if run.ref_ms else None)
+    remeasured = run.extra_rounds(names, base)
+    run.time_ref()
+    results = {n: run.summary(n, base, n in remeasured) for n in names}
+    drift, last_first = _drift(run.ref_ms)
     return MeasureReport(
         results=results,
         settings=s,
         reference=ref_name,
-        reference_ms=ref_ms,
-        drift_ratio=float(drift),
-        drift_last_first=float(last_first),
+        reference_ms=run.ref_ms,
+        drift_ratio=drift,
+        drift_last_first=last_first,
         wall_s=time.perf_counter() - t_start,
         other_cpu_cores=other.stop(),
-        round_other_cpu_cores=round_other,
-        reference_wall_ms=ref_wall,
-        reference_cpu_ms=ref_cpu,
+        round_other_cpu_cores=run.round_other,
+        reference_wall_ms=run.ref_wall,
+        reference_cpu_ms=run.ref_cpu,
         reference_base_ms=base if s.paired else None,
     )
 

@@ -6,14 +6,16 @@ ordinary least squares on ms, so each (layer, op) pair gets its own cost.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from space.spaces import get_space
 
-from .estimators import _check_y
 from .features import as_indices
+from .regressors import _check_y
 
 
 class Additive(RegressorMixin, BaseEstimator):
@@ -24,6 +26,8 @@ class Additive(RegressorMixin, BaseEstimator):
     kept). After ``fit``: ``space_``, ``coef_`` (one cost per one-hot column, ms),
     ``intercept_``.
     """
+
+    _FITTED_ATTR = "coef_"  # present once fitted (persist refuses to save before)
 
     def __init__(self, space: str = "fbnet"):
         self.space = space
@@ -45,3 +49,17 @@ class Additive(RegressorMixin, BaseEstimator):
         """Latencies (ms) of ``X``."""
         check_is_fitted(self, "coef_")
         return self._onehot(X) @ self.coef_ + self.intercept_
+
+    def _saved_state(self, folder: Path, **_) -> dict:
+        """The fitted costs as JSON-ready numbers (no side files)."""
+        return {"coef": self.coef_.tolist(), "intercept": float(self.intercept_)}
+
+    @classmethod
+    def _from_saved(cls, params: dict, fitted: dict, folder: Path, table, meta: dict,
+                    **_) -> "Additive":
+        """The fitted estimator of :meth:`_saved_state`'s record."""
+        est = cls(**params)
+        est.space_ = get_space(est.space)
+        est.coef_ = np.asarray(fitted["coef"], dtype=np.float64)
+        est.intercept_ = float(fitted["intercept"])
+        return est

@@ -44,6 +44,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from space.arch import Arch, LayerConfig
 
+from ..paths import DEFAULT_PROFILE
 from .optable import OpTable
 
 #: operator-class schemes: the classes of each, in column order
@@ -488,7 +489,7 @@ class CrossDevicePrior(BaseEstimator):
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def shipped_prior(profile: str = "cpu-litert", dtype: str = "fp32") -> "CrossDevicePrior":
+def shipped_prior(profile: str = DEFAULT_PROFILE, dtype: str = "fp32") -> "CrossDevicePrior":
     """The prior shipped for ``profile``'s host tables and phones at ``dtype``."""
     path = SHIPPED_PRIORS / f"{profile}_phones-{dtype}.json"
     if not path.is_file():

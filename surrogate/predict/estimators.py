@@ -2,7 +2,10 @@
 
 All take architectures (``Arch`` objects, architecture strings or an index array
 of the space; see :func:`~surrogate.predict.features.as_indices`) and latencies in
-ms. ``__init__`` only stores arguments; ``fit`` returns ``self``; learned state
+ms. ``predict`` also prices networks outside the space (a list of ``Arch`` objects,
+strings, reference names or index vectors, mixed) as
+:func:`~surrogate.predict.pricing.price_many` does; an integer index array stays on the
+vectorised path. ``__init__`` only stores arguments; ``fit`` returns ``self``; learned state
 ends in ``_``.
 
 - :class:`FlopsLinear`: latency ~ a * MAdds + b, the proxy the paper shows is
@@ -17,6 +20,7 @@ ends in ``_``.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -24,14 +28,22 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .features import PARTS, ArchFeatures, as_indices
-from .pricing import Pricing, price_many
-from .regressors import MODELS, _check_y, make_regressor  # noqa: F401 - re-exported
+from .optable import OpTable
+from .pricing import Pricing, predict_any, price_many
+from .regressors import MODELS, make_regressor  # noqa: F401 - re-exported
+from .regressors import _check_y, load_regressor, save_regressor
 
 PREDICT_CHUNK = 8192  # rows per featurise + regress step in LatencyModel.predict
 
 
 class _SpaceEstimator(RegressorMixin, BaseEstimator):
-    """Shared input handling: the space and (optionally) the operator table."""
+    """Shared input handling: the space and (optionally) the operator table.
+
+    Subclasses predict members from index rows (:meth:`_predict_members`) and own their
+    saved state (:meth:`_saved_state`, :meth:`_from_saved`; see :mod:`.persist`).
+    """
+
+    _FITTED_ATTR = "features_"  # present once fitted (persist refuses to save before)
 
     def _featuriser(self, parts: Sequence[str]) -> ArchFeatures:
         return ArchFeatures(space=self.space, table=getattr(self, "table", None), parts=parts).fit()
@@ -39,6 +51,21 @@ class _SpaceEstimator(RegressorMixin, BaseEstimator):
     def _idx(self, X) -> np.ndarray:
         check_is_fitted(self, "features_")
         return as_indices(self.features_.space_, X)
+
+    def _predict_members(self, idx: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted latency (ms) per network, in input order.
+
+        An integer index array goes straight to the model. A list may mix index vectors,
+        ``Arch`` objects, strings and reference names: members of the space through the
+        model, any other network priced from operators as :meth:`price` does.
+        """
+        check_is_fitted(self, "features_")
+        if isinstance(X, np.ndarray) and X.dtype.kind in "iu":
+            return self._predict_members(as_indices(self.features_.space_, X))
+        return predict_any(self, X)
 
     def price(self, arch, *, breakdown: bool = False) -> Pricing:
         """Latency of any network (``Arch``, string or reference name), with how it was priced.
@@ -74,15 +101,39 @@ def _affine(x: np.ndarray, coef: float, intercept: float, floor: float) -> np.nd
     return np.maximum(coef * x + intercept, floor * x)
 
 
-class FlopsLinear(_SpaceEstimator):
+class _AffineEstimator(_SpaceEstimator):
+    """``max(a x + b, floor x)`` of one feature part's term (:data:`_PARTS`); saved inline."""
+
+    _PARTS: tuple[str, ...] = ()
+
+    def _saved_state(self, folder: Path, **_) -> dict:
+        """The fitted line as JSON-ready numbers (no side files)."""
+        return {"coef": float(self.coef_), "intercept": float(self.intercept_),
+                "floor_ratio": float(self.floor_ratio_)}
+
+    @classmethod
+    def _from_saved(cls, params: dict, fitted: dict, folder: Path, table: OpTable | None,
+                    meta: dict, **_) -> "_AffineEstimator":
+        """The fitted estimator of :meth:`_saved_state`'s record."""
+        est = cls(**params)
+        est.features_ = est._featuriser(cls._PARTS)
+        est.coef_, est.intercept_ = fitted["coef"], fitted["intercept"]
+        est.floor_ratio_ = float(fitted.get("floor_ratio", 0.0))  # files before the floor: none
+        est.n_features_in_ = est.features_.space_.n_decisions
+        return est
+
+
+class FlopsLinear(_AffineEstimator):
     """latency = a * MAdds + b (least squares), floored at a positive share of MAdds."""
+
+    _PARTS = ("counts",)
 
     def __init__(self, space: str = "anb"):
         self.space = space
 
     def fit(self, X, y):
         """Least-squares fit of latency on total MAdds; returns self."""
-        self.features_ = self._featuriser(("counts",))
+        self.features_ = self._featuriser(self._PARTS)
         idx = self._idx(X)
         y = _check_y(y, len(idx))
         m = self.features_.compiled_.terms(idx)["total_madds"]
@@ -90,14 +141,12 @@ class FlopsLinear(_SpaceEstimator):
         self.n_features_in_ = self.features_.space_.n_decisions
         return self
 
-    def predict(self, X):
-        """Predicted latency (ms) per architecture."""
-        idx = self._idx(X)
+    def _predict_members(self, idx: np.ndarray) -> np.ndarray:
         return _affine(self.features_.compiled_.terms(idx)["total_madds"], self.coef_, self.intercept_,
                        self.floor_ratio_)
 
 
-class TableSum(_SpaceEstimator):
+class TableSum(_AffineEstimator):
     """Sum of operator-table latencies; ``calibrate`` fits ``a * sum + b`` on timings.
 
     A calibrated sum is floored at half the smallest measured/sum ratio of the
@@ -108,6 +157,8 @@ class TableSum(_SpaceEstimator):
     (``y`` may be None).
     """
 
+    _PARTS = ("table",)
+
     def __init__(self, space: str = "anb", table=None, calibrate: bool = False):
         self.space = space
         self.table = table
@@ -117,7 +168,7 @@ class TableSum(_SpaceEstimator):
         """Compile the table; with ``calibrate`` and ``y``, fit a linear calibration; returns self."""
         if self.table is None:
             raise ValueError("TableSum needs an operator table (table=...)")
-        self.features_ = self._featuriser(("table",))
+        self.features_ = self._featuriser(self._PARTS)
         self.n_features_in_ = self.features_.space_.n_decisions
         self.coef_, self.intercept_, self.floor_ratio_ = 1.0, 0.0, 0.0
         if self.calibrate:
@@ -128,10 +179,8 @@ class TableSum(_SpaceEstimator):
             self.coef_, self.intercept_, self.floor_ratio_ = _affine_fit(s, y)
         return self
 
-    def predict(self, X):
-        """(Calibrated) table sum (ms) per architecture."""
-        check_is_fitted(self, "features_")
-        return _affine(self.features_.table_sum(X), self.coef_, self.intercept_, self.floor_ratio_)
+    def _predict_members(self, idx: np.ndarray) -> np.ndarray:
+        return _affine(self.features_.table_sum(idx), self.coef_, self.intercept_, self.floor_ratio_)
 
 
 class LatencyModel(_SpaceEstimator):
@@ -184,9 +233,8 @@ class LatencyModel(_SpaceEstimator):
             out = out + np.log(self._table_sum(idx))
         return np.exp(out)
 
-    def predict(self, X):
-        """Predicted latency (ms) per architecture, in chunks."""
-        idx = self._idx(X)
+    def _predict_members(self, idx: np.ndarray) -> np.ndarray:
+        """In chunks of :data:`PREDICT_CHUNK` rows."""
         n = len(idx)
         if n <= PREDICT_CHUNK:
             return self._predict_idx(idx)
@@ -195,6 +243,20 @@ class LatencyModel(_SpaceEstimator):
         for i in range(0, n, PREDICT_CHUNK):
             out[i: i + PREDICT_CHUNK] = self._predict_idx(idx[i: i + PREDICT_CHUNK])
         return out
+
+    def _saved_state(self, folder: Path, **_) -> dict:
+        """The regressor's record; XGBoost and MLP models write their file into ``folder``."""
+        return save_regressor(self.model, self.regressor_, folder)
+
+    @classmethod
+    def _from_saved(cls, params: dict, fitted: dict, folder: Path, table: OpTable | None,
+                    meta: dict, **_) -> "LatencyModel":
+        """The fitted estimator of :meth:`_saved_state`'s record and files in ``folder``."""
+        est = cls(**params)
+        est.features_ = est._featuriser(est._parts())
+        est.regressor_ = load_regressor(est.model, est.random_state, est.model_params, fitted, folder)
+        est.n_features_in_ = est.features_.space_.n_decisions
+        return est
 
 
 class ResidualLatency(LatencyModel):

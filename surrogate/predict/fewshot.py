@@ -13,8 +13,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .estimators import FlopsLinear, LatencyModel, _check_y
+from .estimators import FlopsLinear, LatencyModel
 from .metrics import latency_metrics
+from .regressors import _check_y
 from .transfer import FewShotTransfer
 
 EC = ("encoding", "counts")

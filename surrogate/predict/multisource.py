@@ -41,6 +41,7 @@ small NNLS (:func:`scipy.optimize.nnls`); the others a small linear system.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -49,6 +50,7 @@ from scipy.optimize import nnls
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..paths import SHIPPED_PREDICTORS_DIR
 from .features import ArchFeatures, as_indices
 from .regressors import _check_y
 
@@ -63,6 +65,8 @@ SINGLE_BETA = 1e-6
 #: no prediction by more than about 1e-6 of the spread
 TIE_WEIGHT = 1e-6
 SCALER_SAMPLE = 2048  # seeded members of the space that fix the feature scaling
+_SAVED_ARRAYS = ("weights_", "residual_coef_", "feature_mean_", "feature_scale_")
+_SAVED_SCALARS = ("mode_", "choice_", "beta_", "alpha_", "loo_error_", "intercept_", "y_min_", "k_")
 _FEATURES: dict[tuple[str, tuple[str, ...]], tuple[ArchFeatures, np.ndarray, np.ndarray]] = {}
 
 
@@ -169,6 +173,8 @@ class MultiSourceTransfer(RegressorMixin, BaseEstimator):
     ``feature_mean_`` / ``feature_scale_``, ``source_names_``, ``candidates_`` (the
     best LOO error of each (mode, choice)).
     """
+
+    _FITTED_ATTR = "weights_"  # present once fitted (persist refuses to save before)
 
     def __init__(self, space: str = "fbnet", sources: Mapping[str, Any] | None = None,
                  parts: tuple[str, ...] = ("encoding", "counts"), modes: tuple[str, ...] = MODES,
@@ -312,3 +318,46 @@ class MultiSourceTransfer(RegressorMixin, BaseEstimator):
                 "residual": bool(np.isfinite(self.alpha_)), "k": self.k_,
                 "loo_mean_abs_log_error": self.loo_error_,
                 "weights": dict(zip(self.source_names_, map(float, self.weights_)))}
+
+    # -- saved state (see persist) ------------------------------------------------------------
+    def _saved_state(self, folder: Path, *, sources: Mapping[str, dict] | None = None, **_) -> dict:
+        """Weights, residual and scaling as JSON-ready numbers, and a reference per source
+        (``sources[name]`` when given, else :func:`source_ref`); no side files."""
+        refs = {n: (dict(sources[n]) if sources and n in sources else source_ref(n, s))
+                for n, s in (self.sources or {}).items()}
+        out: dict[str, Any] = {"sources": refs, "source_names": list(self.source_names_)}
+        out.update({k: np.asarray(getattr(self, k), dtype=np.float64).tolist() for k in _SAVED_ARRAYS})
+        for k in _SAVED_SCALARS:
+            v = getattr(self, k)
+            out[k] = v if isinstance(v, str) else (None if not np.isfinite(v) else float(v))
+        return out
+
+    @classmethod
+    def _from_saved(cls, params: dict, fitted: dict, folder: Path, table, meta: dict, *,
+                    load_source: Callable[[Mapping[str, Any]], Any], **_) -> "MultiSourceTransfer":
+        """The fitted estimator of :meth:`_saved_state`'s record; ``load_source`` loads each
+        source from its reference."""
+        srcs = {n: load_source(r) for n, r in fitted["sources"].items()}
+        est = cls(**params, sources={n: srcs[n] for n in fitted["source_names"]})
+        est.features_ = space_features(est.space, tuple(est.parts))[0]
+        est.source_names_ = list(fitted["source_names"])
+        for k in _SAVED_ARRAYS:
+            setattr(est, k, np.asarray(fitted[k], dtype=np.float64))
+        for k in _SAVED_SCALARS:
+            v = fitted[k]
+            setattr(est, k, v if isinstance(v, str) else (float("inf") if v is None else v))
+        est.k_ = int(est.k_)
+        est.n_features_in_ = est.features_.space_.n_decisions
+        return est
+
+
+def source_ref(name: str, src) -> dict:
+    """How a saved MultiSourceTransfer finds source ``name`` again: the ``profile`` and
+    ``space`` of a shipped predictor, else the folder it was loaded from (``path_``)."""
+    meta, where = getattr(src, "meta_", None), getattr(src, "path_", None)
+    if not meta or not where:
+        raise ValueError(f"source {name!r} is not a loaded predictor; give its reference "
+                         f"(sources={{name: {{'profile': ..., 'space': ...}} or {{'path': ...}}}})")
+    if Path(where).resolve().is_relative_to(SHIPPED_PREDICTORS_DIR):
+        return {"profile": meta.get("profile"), "space": meta.get("space")}
+    return {"path": str(Path(where).resolve()), "space": meta.get("space")}

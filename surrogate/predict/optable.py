@@ -9,6 +9,7 @@ from typing import Callable, Mapping
 
 from space.arch import Arch, LayerConfig
 
+from ..paths import parse_table_name
 from ..tables import Table, file_sha256
 
 
@@ -62,7 +63,11 @@ class OpTable:
         if not path.is_file():
             raise FileNotFoundError(f"no operator table at {path}")
         rows = Table.ops(path).read()
-        space = path.name[: -len("_ops.csv")] if path.name.endswith("_ops.csv") else None
+        try:
+            _, name, kind, tag = parse_table_name(path)
+        except ValueError:
+            name = kind = None
+        space = name if kind == "ops" and tag is None else None
         kw.setdefault("profile", path.parent.name)
         kw.setdefault("space", space)
         return cls({r["op_key"]: r["median_ms"] for r in rows}, sha256=file_sha256(path),

@@ -24,6 +24,7 @@ from space.counting import count_madds
 from space.reference import resolve_arch
 from space.spaces import get_space
 
+from .features import as_indices
 from .oplevel import OpLevelModel, config_from_key
 from .optable import OpCost, OpTable
 
@@ -122,12 +123,7 @@ def price_many(est, archs: Iterable, *, breakdown: bool = False) -> list[Pricing
     table = _table_of(est)
     sp = get_space(est.space)
     out: list[Pricing | None] = [None] * len(archs)
-    members, why = {}, {}
-    for i, a in enumerate(archs):
-        try:
-            members[i] = sp.from_arch(a)
-        except ValueError as exc:
-            why[i] = str(exc)
+    members, why = _split(sp, archs)
     if members:
         pred = est.predict(np.array(list(members.values()), dtype=np.int64))
         for (i, idx), ms in zip(members.items(), pred):
@@ -142,6 +138,50 @@ def price_many(est, archs: Iterable, *, breakdown: bool = False) -> list[Pricing
     for i, reason in why.items():
         out[i] = _price_outside(est, archs[i], table, reason, breakdown)
     return out  # type: ignore[return-value]
+
+
+def predict_any(est, X) -> np.ndarray:
+    """Latency (ms) of each item of ``X`` by ``est``, in order: index vectors of its space,
+    ``Arch`` objects, architecture strings or reference names, members or not.
+
+    Members are predicted in one batch (``est.predict`` of an index array); the rest are
+    priced from operators exactly as :func:`price_many` prices them.
+    """
+    sp = est.features_.space_
+    items = [X] if isinstance(X, (Arch, str)) else list(X)
+    if not items:
+        raise ValueError("no architectures given")
+    members: dict[int, np.ndarray] = {}
+    archs: dict[int, Arch] = {}
+    for i, x in enumerate(items):
+        if isinstance(x, np.ndarray) and x.dtype.kind in "iu" and x.ndim == 1:
+            members[i] = as_indices(sp, x)[0]
+        elif isinstance(x, (Arch, str)):
+            archs[i] = _as_arch(x)
+        else:
+            raise ValueError(f"item {i}: expected an Arch, an architecture string, a reference name "
+                             f"or an index vector, got {type(x).__name__}")
+    found, why = _split(sp, archs)
+    members.update(found)
+    out = np.empty(len(items))
+    if members:
+        out[list(members)] = est.predict(np.array(list(members.values()), dtype=np.int64))
+    table = _table_of(est) if why else None
+    for i, reason in why.items():
+        out[i] = _price_outside(est, archs[i], table, reason, False).ms
+    return out
+
+
+def _split(sp, archs) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    """Members of space ``sp`` among ``archs`` (a list or position -> Arch): position -> index
+    vector; the rest: position -> why it is not a member."""
+    members, why = {}, {}
+    for i, a in (archs.items() if isinstance(archs, dict) else enumerate(archs)):
+        try:
+            members[i] = sp.from_arch(a)
+        except ValueError as exc:
+            why[i] = str(exc)
+    return members, why
 
 
 def _price_outside(est, a: Arch, table: OpTable | None, reason: str, breakdown: bool) -> Pricing:

@@ -1,5 +1,8 @@
-"""Regressors by short name, and the check of latency targets (ms) that every estimator shares."""
+"""Regressors by short name, their stable file formats, and the check of latency targets (ms)
+that every estimator shares."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -67,3 +70,83 @@ def _check_y(y, n: int) -> np.ndarray:
     if not np.all(np.isfinite(y)) or (y <= 0).any():
         raise ValueError("latencies must be positive finite numbers (ms)")
     return y
+
+
+# -- stable file formats of fitted regressors (no pickle) ------------------------------
+def save_regressor(name: str, reg, folder: Path) -> dict:
+    """Write fitted regressor ``reg`` (short name ``name``) into ``folder``; returns the JSON-ready
+    record :func:`load_regressor` reads (XGBoost ``model.json``, torch ``model.pt``, or linear
+    coefficients inline)."""
+    if name in ("xgb", "xgb-l1"):
+        reg.get_booster().save_model(str(folder / "model.json"))
+        return {"file": "model.json"}
+    if name == "mlp":
+        import torch
+
+        m, sd = reg.state()
+        torch.save(sd, folder / "model.pt")
+        return {"file": "model.pt", "mlp": m}
+    if name in ("ridge", "huber"):
+        return {"linear": _linear_state(reg)}
+    raise ValueError(f"model {name!r} has no stable file format; save xgb, xgb-l1, "
+                     f"mlp, ridge or huber models")
+
+
+def load_regressor(name: str, random_state: int | None, params: dict | None, fitted: dict,
+                   folder: Path):
+    """The regressor :func:`save_regressor` wrote into ``folder`` (``ValueError`` /
+    ``FileNotFoundError`` name the file)."""
+    reg = make_regressor(name, random_state, **(params or {}))
+    if name in ("xgb", "xgb-l1"):
+        model_file = folder / fitted["file"]
+        if not model_file.is_file():
+            raise FileNotFoundError(f"{model_file}: missing (the predictor folder is incomplete)")
+        try:
+            reg.load_model(str(model_file))
+        except Exception as exc:  # xgboost raises its own XGBoostError, with a long trace
+            raise ValueError(f"{model_file}: not a readable XGBoost model ({_first_line(exc)})") from None
+    elif name == "mlp":
+        from ..tensorfile import load_tensors
+
+        mlp, model_file = fitted["mlp"], folder / fitted["file"]
+        state = load_tensors(model_file)  # tensors and plain values only: never unpickles
+        if not isinstance(state, dict):
+            raise ValueError(f"{model_file}: not a saved MLP (expected a state dict of tensors)")
+        try:
+            reg.load_state(mlp, state)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise ValueError(f"{model_file}: does not fit the MLP described in {folder / 'meta.json'} "
+                             f"({_first_line(exc)})") from None
+    else:  # "linear" (older files: "ridge")
+        _restore_linear(reg, fitted.get("linear") or fitted["ridge"])
+    return reg
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
+
+
+def _linear_state(pipe) -> dict:
+    """StandardScaler + linear model (ridge or Huber) as JSON-ready numbers."""
+    scaler, lin = pipe[0], pipe[-1]
+    alpha = getattr(lin, "alpha_", getattr(lin, "alpha", None))
+    return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+            "coef": np.ravel(lin.coef_).tolist(), "intercept": float(lin.intercept_),
+            "alpha": None if alpha is None else float(alpha)}
+
+
+def _restore_linear(pipe, state: dict):
+    """The unfitted StandardScaler + linear-model pipeline ``pipe`` with the fitted
+    attributes of :func:`_linear_state`'s ``state``: a real scikit-learn pipeline whose
+    ``predict`` equals the saved one's."""
+    scaler, lin = pipe[0], pipe[-1]
+    mean = np.asarray(state["mean"], dtype=np.float64)
+    scale = np.asarray(state["scale"], dtype=np.float64)
+    scaler.mean_, scaler.scale_, scaler.var_ = mean, scale, scale ** 2
+    scaler.n_features_in_ = lin.n_features_in_ = len(mean)
+    lin.coef_ = np.asarray(state["coef"], dtype=np.float64)
+    lin.intercept_ = float(state["intercept"])
+    if state.get("alpha") is not None and hasattr(lin, "alphas"):  # RidgeCV: the chosen alpha
+        lin.alpha_ = float(state["alpha"])
+    return pipe

@@ -27,8 +27,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .estimators import _check_y
 from .features import ArchFeatures, as_indices
+from .regressors import _check_y
 
 RESIDUALS = ("ridge", "boost", "auto")
 BOOST_DEFAULTS = dict(n_estimators=300, learning_rate=0.1, max_depth=3, subsample=0.8, n_jobs=1,

@@ -10,17 +10,17 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Collection
-from pathlib import Path
 
 import numpy as np
 
+from ..paths import DEFAULT_PROFILE, SHIPPED_PREDICTORS_DIR, shipped_predictor_dir
 from ..tables import Table
 from .estimators import FlopsLinear, LatencyModel, ResidualLatency, TableSum
 from .metrics import latency_metrics
 from .optable import OpTable
 
 TEST_SHARE = 5  # 1 in 5 rows is held out
-PREDICTORS_DIR = Path(__file__).resolve().parents[1] / "data" / "predictors"
+PREDICTORS_DIR = SHIPPED_PREDICTORS_DIR  # the old name
 DEFAULT_MODEL = {"default": "residual-xgb"}
 MODEL_CHOICES = ("flops-linear", "table-sum", "table-sum-cal", "xgb", "xgb-l1", "mlp", "ridge",
                  "huber", "residual-xgb", "residual-xgb-l1", "residual-ridge", "residual-huber",
@@ -109,17 +109,16 @@ def make_predictor(name: str, space: str, table: OpTable | None, random_state: i
     return LatencyModel(space, table, model=name, random_state=random_state)
 
 
-def default_predictor_dir(profile: str, space: str) -> Path:
-    """Folder of the shipped predictor for (profile, space)."""
-    return PREDICTORS_DIR / profile / space
+#: folder of the shipped predictor for (profile, space) (the old name)
+default_predictor_dir = shipped_predictor_dir
 
 
 def shipped_predictors() -> list[tuple[str, str]]:
     """(profile, space) of every predictor shipped with the package."""
-    return sorted((p.parent.parent.name, p.parent.name) for p in PREDICTORS_DIR.glob("*/*/meta.json"))
+    return sorted((p.parent.parent.name, p.parent.name) for p in SHIPPED_PREDICTORS_DIR.glob("*/*/meta.json"))
 
 
-def shipped_predictor(profile: str = "cpu-litert", space: str = "mnasnet"):
+def shipped_predictor(profile: str = DEFAULT_PROFILE, space: str = "mnasnet"):
     """The shipped, fitted predictor of (profile, space) in one call.
 
     An unknown pair is a one-line ``ValueError`` listing what ships.
@@ -133,7 +132,7 @@ def shipped_predictor(profile: str = "cpu-litert", space: str = "mnasnet"):
                 if profile in {p for p, _ in ships} else "")
         raise ValueError(f"no shipped predictor for profile {profile!r} and space {space!r}; "
                          f"shipped (profile/space): {listed}{hint}")
-    return load_predictor(default_predictor_dir(profile, space), space=space, profile=profile)
+    return load_predictor(shipped_predictor_dir(profile, space), space=space, profile=profile)
 
 
 def fit_on_tables(profile: str, space: str, model: str = "residual-xgb", *,
@@ -187,7 +186,7 @@ def evaluate_on_tables(profile: str, space: str, predictor=None, *,
     if len(te_a) < 2:
         raise ValueError(f"only {len(te_a)} held-out timings for {profile}/{space}")
     if predictor is None:
-        where = default_predictor_dir(profile, space)
+        where = shipped_predictor_dir(profile, space)
         if not (where / "meta.json").is_file():
             raise FileNotFoundError(f"no shipped predictor for {profile}/{space} (at {where}); fit "
                                     f"one with: mnas fit --profile {profile} --space {space} -o DIR, "

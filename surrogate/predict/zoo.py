@@ -14,7 +14,6 @@ source file's sha256, the fit date, the model and its held-out figures.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -113,7 +112,7 @@ def fit_published(name: str, data: str | os.PathLike | None = None, *, seed: int
     recorded as ``validation`` in ``meta``. The shipped model is then refitted on every
     row. ``ds``: the dataset when already loaded.
     """
-    from ..tables import file_sha256
+    from ..tables import file_sha256, now_iso
     from .selection import select_and_fit, validation_split
 
     dev = get_published(name)
@@ -131,7 +130,7 @@ def fit_published(name: str, data: str | os.PathLike | None = None, *, seed: int
                            "source": HELP_SOURCE if dev.dataset == "help_fbnet" else ANB_SOURCE,
                            "file": Path(ds.path).name, "sha256": file_sha256(ds.path),
                            "rows": int(len(y)), "column": f"{name}_ms",
-                           "fitted": _dt.datetime.now(_dt.timezone.utc).date().isoformat()},
+                           "fitted": now_iso()[:10]},
             "model": sel.chosen,
             "validation": {"held_out_rows": int(len(te)), "train_rows": int(len(tr)),
                            "split_seed": seed, "chosen": held[sel.chosen], "candidates": held},
@@ -143,7 +142,8 @@ def write_published(name: str, data: str | os.PathLike | None = None, *,
                     root: str | os.PathLike | None = None, seed: int = 0, ds=None) -> Path:
     """Fit and save device ``name``'s predictor under ``root/<name>/<space>/``
     (default: the shipped ``surrogate/data/predictors``); returns the folder."""
-    from .persist import SHIPPED_DIR, save_predictor
+    from ..paths import SHIPPED_PREDICTORS_DIR as SHIPPED_DIR
+    from .persist import save_predictor
 
     est, meta = fit_published(name, data, seed=seed, ds=ds)
     dev = get_published(name)
@@ -155,7 +155,7 @@ def published_summary(name: str, root: str | os.PathLike | None = None) -> dict:
     """The shipped profile's device, model and validation figures (from its meta.json)."""
     import json
 
-    from .persist import SHIPPED_DIR
+    from ..paths import SHIPPED_PREDICTORS_DIR as SHIPPED_DIR
 
     dev = get_published(name)
     mp = (Path(root) if root is not None else SHIPPED_DIR) / name / dev.space / "meta.json"
