@@ -227,10 +227,17 @@ class MultiSourceTransfer(RegressorMixin, BaseEstimator):
         if len(y) < self.min_residual:
             alphas = []
         alphas = [np.inf] + alphas
-        k = len(y)
         lam, V = np.linalg.eigh(Fc @ Fc.T)
         lam = np.maximum(lam, 0.0)
-        Qs = {a: (np.eye(k) if not np.isfinite(a) else (V / (1.0 + lam / a)) @ V.T) for a in alphas}
+        Qs = {a: (np.eye(len(y)) if not np.isfinite(a) else (V / (1.0 + lam / a)) @ V.T) for a in alphas}
+        err, pick = self._choose(self._score(S, y, alphas, Qs))
+        self._set_fit(pick, err, S, y, Fc, fmean, Qs, F.shape[1])
+        self.n_features_in_ = sp.n_decisions
+        return self
+
+    def _score(self, S: np.ndarray, y: np.ndarray, alphas: list, Qs: dict) -> list:
+        """Every (mode, sources, beta, alpha) candidate with its exact leave-one-out error."""
+        k = len(y)
         scored = []
         self.candidates_ = {}
         for mode in self.modes:
@@ -267,12 +274,21 @@ class MultiSourceTransfer(RegressorMixin, BaseEstimator):
                     df = _dof(Q, B[:, cols], full, beta)
                     scored.append((err, float(np.std(a_err) / np.sqrt(k)), df,
                                    (mode, choice, cols, beta, alpha, full, zs, zmean)))
+        return scored
+
+    def _choose(self, scored: list) -> tuple[float, tuple]:
+        """(LOO error, candidate): the best, or the simplest within one standard error of it."""
         err, se, _, _ = min(scored, key=lambda r: r[0])
-        if self.one_se:  # the simplest candidate within one standard error of the best
+        if self.one_se:
             ok = [r for r in scored if r[0] <= err + se]
             err, _, _, pick = min(ok, key=lambda r: (r[2], r[0]))
         else:
             pick = min(scored, key=lambda r: r[0])[3]
+        return err, pick
+
+    def _set_fit(self, pick: tuple, err: float, S: np.ndarray, y: np.ndarray, Fc: np.ndarray,
+                 fmean: np.ndarray, Qs: dict, n_features: int) -> None:
+        """The chosen candidate's weights, residual and intercept, on all K timings."""
         mode, choice, cols, beta, alpha, full, zs, zmean = pick
         t = np.log(y) if mode == "log" else y
         Zc = (self._z(S, mode) - zmean) / zs
@@ -282,7 +298,7 @@ class MultiSourceTransfer(RegressorMixin, BaseEstimator):
         if np.isfinite(alpha):
             d = Fc.T @ (Qs[alpha] @ (t - b - Zc @ w_std)) / alpha
         else:
-            d = np.zeros(F.shape[1])
+            d = np.zeros(n_features)
         if not np.any(w_std != 0):
             # No source earns a positive weight: the fit is flat in the sources. Ties are
             # broken by their consensus with weights far too small to move any value.
@@ -294,9 +310,7 @@ class MultiSourceTransfer(RegressorMixin, BaseEstimator):
         self.residual_coef_ = d
         self.intercept_ = float(b - zmean @ self.weights_ - fmean @ d)
         self.y_min_ = float(y.min())
-        self.n_features_in_ = sp.n_decisions
-        self.k_ = k
-        return self
+        self.k_ = len(y)
 
     def predict(self, X) -> np.ndarray:
         """Predicted target-device latency (ms) per architecture."""
