@@ -9,7 +9,6 @@ import numpy as np
 
 from space import format_arch
 from space.spaces import get_space
-from surrogate.paths import DEFAULT_PROFILE
 from surrogate.timingspec import HOST_REFERENCE_TOLERANCE, HOST_REFERENCE_TOLERANCE_PAIRED  # noqa: F401
 
 
@@ -36,15 +35,9 @@ class PredictedLatency:
         self._fingerprint: str | None = None
 
     def _cover_space(self) -> None:
-        from surrogate.measure.host import host_identity
-        from surrogate.measure.ondemand import ensure_ops
+        from surrogate.measure.ondemand import cover_predictor
 
-        train = self.predictor.meta_.get("train") or {}
-        same = train.get("host_id") is not None and train.get("host_id") == host_identity()["host_id"]
-        table, self.ops_report = ensure_ops([], self.predictor.table, train.get("profile") or DEFAULT_PROFILE,
-                                            measure=same, same_host=same,
-                                            configs=self.space.operator_configs())
-        self.predictor.table = table
+        self.ops_report = cover_predictor(self.predictor, configs=self.space.operator_configs())
 
     @property
     def fingerprint(self) -> str:

@@ -120,7 +120,7 @@ def cmd_predict_device(args, est) -> int:
     from space.cli import resolve_variant
 
     from .cli_common import archs_from_file
-    from .measure.ondemand import ensure_ops
+    from .measure.ondemand import cover_predictor
 
     archs = [resolve_variant(t, args.width, args.resolution, what="arch") for t in args.arch]
     if args.archs:
@@ -128,11 +128,7 @@ def cmd_predict_device(args, est) -> int:
     if not archs:
         raise UsageError("no architectures: give ARCH... or --archs FILE")
     train = (est.meta_.get("train") or {}) if hasattr(est, "meta_") else {}
-    profile = train.get("profile") or DEFAULT_PROFILE
-    same = train.get("host_id") is not None and train.get("host_id") == _this_host_id()
-    table, rep = ensure_ops(archs, est.table, profile, measure=same and not args.no_measure,
-                            same_host=same)
-    est.table = table
+    rep = cover_predictor(est, archs, measure=not args.no_measure)
     ms = est.predict(archs)
     rows = [{"name": a.name, "arch": str(a), "latency_ms": float(v), "method": "crossdevice",
              "device": train.get("device")} for a, v in zip(archs, ms)]
@@ -147,12 +143,6 @@ def cmd_predict_device(args, est) -> int:
     return 0
 
 
-def _this_host_id() -> str:
-    from .measure.host import host_identity
-
-    return host_identity()["host_id"]
-
-
 def cmd_suggest_phone(args) -> int:
     """``mnas suggest-timings`` without ``--space``: K reference networks to time on a new phone."""
     import numpy as np
@@ -160,7 +150,7 @@ def cmd_suggest_phone(args) -> int:
     from space.reference import REFERENCE
 
     from .measure.ondemand import host_op_table
-    from .predict.crossdevice import SCHEMES, _consensus, host_features, shipped_prior
+    from .predict.crossdevice import SCHEMES, host_features, shipped_prior
     from .predict.suggest import _doptimal, _standardise
 
     profile = getattr(args, "profile", None) or DEFAULT_PROFILE
@@ -179,7 +169,7 @@ def cmd_suggest_phone(args) -> int:
                          f"table covers")
     nc = len(SCHEMES[prior.scheme])
     share = F[:, :nc] / np.maximum(F[:, :nc].sum(axis=1, keepdims=True), 1e-12)
-    z = _consensus(F, prior.sources_) if len(prior.sources_) else F[:, :nc].sum(axis=1)
+    z = prior.consensus(F)
     D = _standardise(np.column_stack([np.log(z), share]))
     picks = _doptimal(D, args.k, 1e-3)
     out = [names[i] for i in picks]

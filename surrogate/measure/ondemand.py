@@ -153,3 +153,17 @@ def _cannot_measure(table: OpTable, profile: str, same_host: bool | None) -> str
     if not ok:
         return f"the {profile} runtime does not run here ({reason})"
     return None
+
+
+def cover_predictor(est, archs: Iterable[Arch] = (), *, configs: Iterable[LayerConfig] | None = None,
+                    measure: bool = True) -> OpsReport:
+    """Let a saved phone predictor (``CrossDeviceLatency`` with ``meta_``) price ``archs`` and
+    ``configs``: missing operators measured here when this host is of the kind that timed its
+    table (recorded as ``train.host_id``), else modelled. Replaces ``est.table``."""
+    from .host import host_identity
+
+    train = (getattr(est, "meta_", None) or {}).get("train") or {}
+    same = train.get("host_id") is not None and train.get("host_id") == host_identity()["host_id"]
+    est.table, report = ensure_ops(archs, est.table, train.get("profile") or DEFAULT_PROFILE,
+                                   measure=measure and same, same_host=same, configs=configs)
+    return report

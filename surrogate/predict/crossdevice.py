@@ -20,15 +20,11 @@ has data. Two fits of the K timings of a new device stand on it:
   factor moved from it as far as the timings support (ridge penalty ``lam`` on the
   relative change, ``theta >= 0``, a small NNLS).
 
-``mode="auto"`` takes ``consensus`` below :data:`AUTO_LOO_MIN` timings and otherwise
-whichever of ``consensus`` and ``factors`` (over :data:`LAMBDAS`) has the lower
-leave-one-out error. Errors are relative, so small and large networks weigh alike.
-The choice of this method over the alternatives (log-linear on host ms, a roofline,
-FLOPs) was made by leave-one-device-out on the published timings
-(``bench/published_phones.py``). A ``factors`` fit is linear in operator times, so it
-is also an operator table of the device (:meth:`CrossDeviceLatency.device_op_table`);
-:meth:`CrossDeviceLatency.forward` gives either fit in torch, differentiable in the
-host features.
+``mode="auto"`` takes ``consensus`` below :data:`AUTO_LOO_MIN` timings, else the lower
+leave-one-out error of the two (relative errors). The method was chosen over log-linear,
+roofline and FLOPs fits by leave-one-device-out (``bench/published_phones.py``). A
+``factors`` fit is also the device's operator table (``device_op_table``); ``forward``
+gives either fit in torch, differentiable in the host features.
 """
 from __future__ import annotations
 
@@ -247,12 +243,10 @@ class CrossDeviceLatency(RegressorMixin, BaseEstimator):
         has_src = len(pr.sources_) > 0
         if self.mode == "consensus" and not has_src:
             raise ValueError("mode 'consensus' needs a prior with devices (prior=...)")
-        cands: list[tuple[float, str, float]] = []  # (LOO error, mode, lam or nearest share)
+        cands: list[tuple[str, float]] = []  # (mode, lam or nearest share)
         if self.mode in ("consensus", "auto") and has_src:
             shares = (self.nearest, 1.0) if y.size >= SHARE_LOO_MIN and self.nearest < 1 else (self.nearest,)
-            for sh in shares:
-                cands.append((_loo_consensus(F, y, pr.sources_, sh) if len(shares) > 1
-                              or y.size >= AUTO_LOO_MIN else 0.0, "consensus", sh))
+            cands += [("consensus", sh) for sh in shares]
         if self.mode == "factors" or (self.mode == "auto" and (not has_src or y.size >= AUTO_LOO_MIN)):
             if self.lam != "auto":
                 lam = float(self.lam)
@@ -261,10 +255,11 @@ class CrossDeviceLatency(RegressorMixin, BaseEstimator):
                 grid = (lam,)
             else:
                 grid = LAMBDAS if y.size >= AUTO_LOO_MIN else (pr.lam_,)
-            for v in grid:
-                cands.append((_loo_error(F, y, pr.theta_, v) if len(grid) > 1 or cands else 0.0,
-                              "factors", v))
-        err, mode, lam = min(cands)
+            cands += [("factors", v) for v in grid]
+        scored = len(cands) > 1 or y.size >= AUTO_LOO_MIN  # leave-one-out: to choose, or to report
+        err, mode, lam = min(((_loo_consensus(F, y, pr.sources_, v) if m == "consensus"
+                               else _loo_error(F, y, pr.theta_, v)) if scored else math.nan, m, v)
+                             for m, v in cands)
         self.mode_, self.scheme_ = mode, pr.scheme
         self.lam_ = float(lam) if mode == "factors" else float(pr.lam_)
         self.share_ = float(lam) if mode == "consensus" else 1.0
@@ -331,7 +326,6 @@ class CrossDeviceLatency(RegressorMixin, BaseEstimator):
         return OpTable(out, profile=self.table.profile, space=self.table.space,
                        source=f"device ms from {self.table.source}"), float(self.coef_[nc + 2])
 
-    # ---- persistence: one JSON document, no pickles -----------------------------------
     def state(self) -> dict:
         """Everything :meth:`from_state` needs (the host table is referenced, not copied)."""
         return {"format": FORMAT, "class": type(self).__name__, "mode": self.mode_,
@@ -459,6 +453,13 @@ class CrossDevicePrior(BaseEstimator):
                     m[pick] = False
                     errs.append(np.mean(np.abs(F[m] @ th / y[m] - 1)))
         return float(np.median(errs)) if errs else float("inf")
+
+    def consensus(self, F: np.ndarray) -> np.ndarray:
+        """Geometric mean of the prior devices' predictions for host features ``F``
+        (the plain host sum when the prior has no devices)."""
+        if len(self.sources_):
+            return _consensus(F, self.sources_)
+        return F[:, :len(SCHEMES[self.scheme])].sum(axis=1)
 
     def to_dict(self) -> dict:
         """JSON-ready prior (scheme, median shape, penalty, each device's factors)."""
